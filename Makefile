@@ -1,0 +1,35 @@
+# vaxreport: the two commands of the README, and a few helpers.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DAY ?=
+RECORDS ?= 2000
+
+.PHONY: run test lint venv emulator clean
+
+$(BIN)/.installed: requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip==26.3
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+venv: $(BIN)/.installed
+
+## run: the daily pipeline end to end on the embedded default (SQLite source and ledger, local emulator)
+run: venv
+	DAY=$(DAY) RECORDS=$(RECORDS) scripts/run_daily.sh
+
+## test: the whole suite (ruff, unit, integration against the emulator and real databases, DAG runs)
+test: venv
+	scripts/test.sh
+
+lint: venv
+	$(BIN)/ruff check .
+
+## emulator: the register emulator in the foreground on 127.0.0.1:8089, state in var/register.sqlite
+emulator: venv
+	mkdir -p var && PYTHONPATH=include $(BIN)/python -m nvr_emulator --db var/register.sqlite
+
+clean:
+	rm -rf var test-artifacts

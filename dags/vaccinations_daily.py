@@ -1,0 +1,95 @@
+"""
+### vaccinations_daily
+
+Reports one day's vaccinations to the National Vaccination Register (NVR).
+
+Each run takes the records **registered or changed** on one Stockholm calendar day (late
+registrations included) from every enabled journal-system source, checks them against the
+register's rules, sends the valid ones in FHIR batch Bundles of at most 100, and records every
+record's outcome in the ledger (`vaxreport_db`). A scheduled run at 02:00 reports the previous day.
+
+**Connections:** `nvr_api` (register: host = base URL, login = client id, password = client
+secret), `vaxreport_db` (ledger), one per source (listed in `VAXREPORT_SOURCES`).
+
+**Params:** `day` (YYYY-MM-DD, default: the day before the run), `dry_run` (write the bundles to
+`var/bundles/<day>/` and send nothing).
+
+**Safe to re-run:** a day already reported sends nothing again (`sent=0`). Records that failed
+because the register was unreachable are sent by the next run of that day.
+
+**When it fails:** read the task log (counts and hashed keys only), fix the cause, clear the task.
+Rejected records are listed per care unit in `var/reports/<day>/rejections/`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Param, dag, get_current_context, task
+
+
+def _setup():
+    """The package runtime and the run's day, from the task's context."""
+    from vaxreport_airflow.hooks import run_day, runtime
+
+    context = get_current_context()
+    return runtime(context["run_id"]), run_day(context), bool(context["params"].get("dry_run"))
+
+
+@dag(
+    dag_id="vaccinations_daily",
+    schedule="0 2 * * *",
+    start_date=pendulum.datetime(2026, 1, 1, tz="Europe/Stockholm"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["vaxreport", "nvr", "daily"],
+    default_args={"owner": "vaxreport", "retries": 2, "retry_delay": timedelta(minutes=5)},
+    params={
+        "day": Param(None, type=["null", "string"], format="date", description="Registration day to report"),
+        "dry_run": Param(False, type="boolean", description="Write bundles to files, send nothing"),
+    },
+    doc_md=__doc__,
+)
+def vaccinations_daily():
+    @task
+    def extract_vaccinations() -> dict:
+        from vaxreport.pipeline import extract_day
+
+        rt, day, _ = _setup()
+        return {"day": day.isoformat(), **extract_day(rt, day)}
+
+    @task
+    def validate_records(extracted: dict) -> dict:
+        from vaxreport.pipeline import refresh_catalog, validate_day
+
+        rt, day, _ = _setup()
+        refresh_catalog(rt)
+        result = validate_day(rt, day)
+        return {k: v for k, v in result.items() if k != "unexpected_by_code"}
+
+    @task
+    def build_bundles(validated: dict) -> dict:
+        from vaxreport.pipeline import build_day
+
+        rt, day, dry_run = _setup()
+        return build_day(rt, day, dry_run=dry_run)
+
+    @task(max_active_tis_per_dag=1)
+    def submit_bundles(built: dict) -> dict:
+        from vaxreport.pipeline import submit_day
+
+        rt, day, dry_run = _setup()
+        return submit_day(rt, day, dry_run=dry_run)
+
+    @task
+    def write_rejection_report(submitted: dict) -> dict:
+        from vaxreport.pipeline import report_day
+
+        rt, day, _ = _setup()
+        return report_day(rt, day, sent=submitted["sent"])
+
+    write_rejection_report(submit_bundles(build_bundles(validate_records(extract_vaccinations()))))
+
+
+vaccinations_daily()

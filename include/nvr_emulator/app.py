@@ -1,0 +1,392 @@
+"""The HTTP face of the emulator: FastAPI routes for token, FHIR, catalog and admin calls.
+
+Every ``/fhir`` call passes the same gate, in this order: bearer token (401), rate limit
+(429), traceability headers (400), then X-Request-ID replay. Fault injection (a later issue)
+belongs in :func:`create_app`'s ``admit`` step, before the token check, so injected faults
+look like the register's own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from nvr_emulator.auth import TokenIssuer, TokenState, parse_basic, parse_bearer
+from nvr_emulator.catalog import load_catalog, medication_resource
+from nvr_emulator.config import EmulatorConfig, is_loopback
+from nvr_emulator.outcomes import Problem, operation_outcome, problem
+from nvr_emulator.ratelimit import RateLimiter
+from nvr_emulator.register import Register
+from nvr_emulator.replay import Replays
+from nvr_emulator.rules import check_bundle
+from nvr_emulator.store import Store, StoredAnswer
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable
+
+log = logging.getLogger(__name__)
+
+FHIR_JSON = "application/fhir+json"
+ACCEPTED_CONTENT_TYPES = frozenset({FHIR_JSON, "application/json"})
+#: Swedish national API conventions: request id per call, context id per run, calling system.
+TRACE_HEADERS = ("X-Request-ID", "X-Context-ID")
+REQUIRED_HEADERS = ("X-Request-ID", "X-Context-ID", "X-User-Agent")
+UUID_HEADERS = frozenset({"X-Request-ID", "X-Context-ID"})
+DEFAULT_PAGE, MAX_PAGE = 20, 100
+
+
+class FhirError(Exception):
+    """A whole-request refusal, answered as an OperationOutcome."""
+
+    def __init__(self, status: int, outcome: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        super().__init__(status)
+        self.status = status
+        self.outcome = outcome
+        self.headers = headers or {}
+
+    @classmethod
+    def of(cls, found: Problem, headers: dict[str, str] | None = None) -> FhirError:
+        """From a :class:`Problem`, keeping its status."""
+        return cls(found.status, found.outcome(), headers)
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """Who is calling and under which request and context ids."""
+
+    client_id: str
+    request_id: str
+    context_id: str
+    user_agent: str
+
+
+def _dumps(body: Any) -> bytes:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def fhir_answer(status: int, body: dict[str, Any] | None, headers: dict[str, str] | None = None) -> StoredAnswer:
+    """An answer with a FHIR JSON body (or none, for 204)."""
+    if body is None:
+        return StoredAnswer(status, None, b"", headers or {})
+    return StoredAnswer(status, FHIR_JSON, _dumps(body), headers or {})
+
+
+def _response(answer: StoredAnswer, extra: dict[str, str] | None = None) -> Response:
+    return Response(
+        content=answer.body,
+        status_code=answer.status,
+        media_type=answer.media_type,
+        headers={**answer.headers, **(extra or {})},
+    )
+
+
+def _int_param(request: Request, name: str, default: int, minimum: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise FhirError(400, operation_outcome("error", "value", f"Parametern {name} har fel värde", expression=[name]))
+    return value
+
+
+def create_app(config: EmulatorConfig) -> FastAPI:
+    """Build an emulator app with its own store, catalog, tokens and rate limiter."""
+    catalog = load_catalog()
+    store = Store(config.db)
+    register = Register(store, catalog, config.dose_interval_days, config.current_date)
+    tokens = TokenIssuer(config.client_id, config.client_secret, config.token_ttl)
+    limiter = RateLimiter(config.rate_limit)
+    replays = Replays(store)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        store.close()
+
+    app = FastAPI(
+        title="NVR API emulator",
+        description="Local emulator of the National Vaccination Register API (see REGISTRY.md).",
+        lifespan=lifespan,
+    )
+    app.state.config = config
+    app.state.register = register
+    app.state.tokens = tokens
+
+    @app.middleware("http")
+    async def echo_trace_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        """Echo X-Request-ID and X-Context-ID on every answer, errors included."""
+        response = await call_next(request)
+        for name in TRACE_HEADERS:
+            value = request.headers.get(name)
+            if value:
+                response.headers[name] = value
+        return response
+
+    @app.exception_handler(FhirError)
+    async def fhir_error(_: Request, exc: FhirError) -> Response:
+        return _response(fhir_answer(exc.status, exc.outcome, exc.headers))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        """Unknown paths and methods under /fhir answer in FHIR, too."""
+        if request.url.path.startswith("/fhir"):
+            code = "not-found" if exc.status_code == 404 else "not-supported"
+            outcome = operation_outcome("error", code, "Resursen eller metoden stöds inte")
+            return _response(fhir_answer(exc.status_code, outcome, dict(exc.headers or {})))
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    def admit(request: Request) -> CallContext:
+        """The gate of every /fhir call: token, rate limit, traceability headers."""
+        client = tokens.check(parse_bearer(request.headers.get("Authorization")))
+        if isinstance(client, TokenState):
+            text = "Åtkomsttoken har gått ut" if client is TokenState.EXPIRED else "Åtkomsttoken saknas eller är okänd"
+            error = "invalid_token" if request.headers.get("Authorization") else "invalid_request"
+            raise FhirError(
+                401,
+                operation_outcome("error", client.value, text),
+                {"WWW-Authenticate": f'Bearer error="{error}"'},
+            )
+        if not limiter.allow(client):
+            raise FhirError(
+                429,
+                operation_outcome("error", "throttled", "För många anrop; försök igen om en sekund"),
+                {"Retry-After": "1"},
+            )
+        issues = []
+        for name in REQUIRED_HEADERS:
+            value = request.headers.get(name, "").strip()
+            if not value:
+                issues.append(
+                    {
+                        "severity": "error",
+                        "code": "required",
+                        "diagnostics": f"Rubriken {name} saknas",
+                        "expression": [name],
+                    }
+                )
+            elif name in UUID_HEADERS and not _is_uuid(value):
+                issues.append(
+                    {
+                        "severity": "error",
+                        "code": "value",
+                        "diagnostics": f"Rubriken {name} måste vara ett UUID",
+                        "expression": [name],
+                    }
+                )
+        if issues:
+            raise FhirError(400, {"resourceType": "OperationOutcome", "issue": issues})
+        return CallContext(
+            client,
+            request.headers["X-Request-ID"].strip(),
+            request.headers["X-Context-ID"].strip(),
+            request.headers["X-User-Agent"].strip(),
+        )
+
+    async def answer(request: Request, work: Callable[[], StoredAnswer], ctx: CallContext | None = None) -> Response:
+        """Admit the call (unless done), then replay its stored answer or run ``work`` off the loop."""
+        ctx = ctx or admit(request)
+        result, replayed = await run_in_threadpool(replays.answer, ctx.client_id, ctx.request_id, work)
+        log.debug(
+            "%s %s by %s (%s): %s",
+            request.method,
+            request.url.path,
+            ctx.client_id,
+            ctx.user_agent,
+            result.status,
+        )
+        return _response(result, {"X-Replayed": "true"} if replayed else None)
+
+    # -- OAuth2 ---------------------------------------------------------------------------
+
+    @app.post("/oauth2/token")
+    async def token(request: Request) -> Response:
+        """RFC 6749 client credentials; the client authenticates by HTTP Basic or form fields."""
+        no_store = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+        form = {k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
+        if "grant_type" not in form:
+            return JSONResponse({"error": "invalid_request", "error_description": "grant_type saknas"}, 400, no_store)
+        credentials = parse_basic(request.headers.get("Authorization"))
+        if credentials is None and "client_id" in form:
+            credentials = (form["client_id"], form.get("client_secret", ""))
+        if credentials is None or not tokens.client_ok(*credentials):
+            return JSONResponse(
+                {"error": "invalid_client", "error_description": "Okänd klient eller fel hemlighet"},
+                401,
+                no_store | {"WWW-Authenticate": 'Basic realm="nvr"'},
+            )
+        if form["grant_type"] != "client_credentials":
+            return JSONResponse(
+                {"error": "unsupported_grant_type", "error_description": "Endast client_credentials"},
+                400,
+                no_store,
+            )
+        issued = tokens.issue(credentials[0])
+        return JSONResponse(
+            {"access_token": issued.access_token, "token_type": "Bearer", "expires_in": issued.expires_in},
+            headers=no_store,
+        )
+
+    # -- FHIR -----------------------------------------------------------------------------
+
+    @app.post("/fhir")
+    async def post_bundle(request: Request) -> Response:
+        """A batch Bundle of 1–100 entries; 200 with a batch-response whatever the entries' fate."""
+        ctx = admit(request)
+        media_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if media_type not in ACCEPTED_CONTENT_TYPES:
+            raise FhirError(
+                415,
+                operation_outcome("error", "not-supported", "Innehållstypen måste vara application/fhir+json"),
+            )
+        raw = await request.body()
+
+        def work() -> StoredAnswer:
+            try:
+                body = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                body = None
+            entries = check_bundle(body)
+            if isinstance(entries, Problem):
+                return fhir_answer(entries.status, entries.outcome())
+            return fhir_answer(200, register.process_bundle(entries))
+
+        return await answer(request, work, ctx)
+
+    @app.get("/fhir/Medication")
+    async def search_medication(request: Request) -> Response:
+        """The vaccine catalog as a paged searchset (``_count`` ≤ 100, ``_offset``)."""
+
+        def work() -> StoredAnswer:
+            count = min(_int_param(request, "_count", DEFAULT_PAGE, 1), MAX_PAGE)
+            offset = _int_param(request, "_offset", 0, 0)
+            page = catalog.products[offset : offset + count]
+            links = [{"relation": "self", "url": str(request.url)}]
+            if offset + count < len(catalog.products):
+                next_url = request.url.include_query_params(_count=count, _offset=offset + count)
+                links.append({"relation": "next", "url": str(next_url)})
+            bundle = {
+                "resourceType": "Bundle",
+                "id": str(uuid.uuid4()),
+                "type": "searchset",
+                "total": len(catalog.products),
+                "link": links,
+                "entry": [
+                    {
+                        "fullUrl": str(request.url_for("read_medication", medication_id=product.npl_id)),
+                        "resource": medication_resource(product),
+                        "search": {"mode": "match"},
+                    }
+                    for product in page
+                ],
+            }
+            return fhir_answer(200, bundle)
+
+        return await answer(request, work)
+
+    @app.get("/fhir/Medication/{medication_id}")
+    async def read_medication(request: Request, medication_id: str) -> Response:
+        """One catalog product."""
+
+        def work() -> StoredAnswer:
+            product = catalog.product(medication_id)
+            if product is None:
+                return fhir_answer(404, operation_outcome("error", "not-found", "Okänt vaccin"))
+            return fhir_answer(200, medication_resource(product))
+
+        return await answer(request, work)
+
+    @app.get("/fhir/Immunization")
+    async def count_immunizations(request: Request) -> Response:
+        """``date=geA&date=ltB&location.identifier=S|V&_summary=count``: a total, no entries."""
+
+        def work() -> StoredAnswer:
+            if request.query_params.get("_summary") != "count":
+                return fhir_answer(
+                    400,
+                    operation_outcome("error", "not-supported", "Endast _summary=count stöds", expression=["_summary"]),
+                )
+            total = register.count(
+                request.query_params.getlist("date"), request.query_params.get("location.identifier")
+            )
+            if isinstance(total, Problem):
+                return fhir_answer(total.status, total.outcome())
+            return fhir_answer(200, {"resourceType": "Bundle", "type": "searchset", "total": total})
+
+        return await answer(request, work)
+
+    @app.get("/fhir/Immunization/{immunization_id}")
+    async def read_immunization(request: Request, immunization_id: str) -> Response:
+        """The stored resource, current version."""
+
+        def work() -> StoredAnswer:
+            record = register.read(immunization_id)
+            if record is None:
+                return fhir_answer(404, problem("UNKNOWN-ID").outcome())
+            return fhir_answer(200, record.resource, {"ETag": f'W/"{record.version}"'})
+
+        return await answer(request, work)
+
+    @app.delete("/fhir/Immunization/{immunization_id}")
+    async def delete_immunization(request: Request, immunization_id: str) -> Response:
+        """Delete one vaccination: 204, or 404 UNKNOWN-ID. The record is kept, marked, for audit."""
+
+        def work() -> StoredAnswer:
+            if register.delete(immunization_id):
+                return fhir_answer(204, None)
+            return fhir_answer(404, problem("UNKNOWN-ID").outcome())
+
+        return await answer(request, work)
+
+    # -- operations -----------------------------------------------------------------------
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        """Liveness for compose health checks; no authentication, no state."""
+        return {"status": "ok"}
+
+    def loopback_only(request: Request) -> None:
+        if request.client is None or not is_loopback(request.client.host):
+            raise StarletteHTTPException(403, "admin endpoints answer loopback clients only")
+
+    @app.get("/admin/stats")
+    async def admin_stats(request: Request) -> dict[str, Any]:
+        """Counters for tests."""
+        loopback_only(request)
+        return await run_in_threadpool(register.stats)
+
+    @app.get("/admin/immunizations")
+    async def admin_immunizations(request: Request) -> list[dict[str, Any]]:
+        """Every record's current version, deleted ones included."""
+        loopback_only(request)
+        return [record.summary() for record in await run_in_threadpool(store.records)]
+
+    @app.post("/admin/reset")
+    async def admin_reset(request: Request) -> dict[str, str]:
+        """Empty the store (tokens stay valid)."""
+        loopback_only(request)
+        await run_in_threadpool(store.reset)
+        return {"status": "reset"}
+
+    return app
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,249 @@
+"""The register's behaviour: entries in, answers out, over the store and the catalog.
+
+Entries are processed strictly in request order, each in its own transaction, so a later
+entry of a batch sees what an earlier one stored. The rule order is the contract's:
+structure (0), ``ifNoneExist`` (1), rules 2–9 (:func:`rules.check_vaccination`), dose
+interval (10), duplicate control (11).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from nvr_emulator.outcomes import STATUS_LINES, Problem, problem
+from nvr_emulator.rules import (
+    HSA_SYSTEMS,
+    STRUCTURE,
+    CheckedVaccination,
+    EntryRequest,
+    check_vaccination,
+    dose_interval_ok,
+    read_entry_request,
+    read_vaccination,
+)
+from nvr_emulator.store import Record, Store
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from nvr_emulator.catalog import Catalog
+
+_DATE_PARAM = re.compile(r"(eq|ge|gt|le|lt)?([0-9]{4}-[0-9]{2}-[0-9]{2})")
+_SQL_OPERATORS = {"eq": "=", "ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+
+
+@dataclass(frozen=True)
+class EntryAnswer:
+    """What happened to one entry: status, the record concerned, what to say, statistics key."""
+
+    status: int
+    record: Record | None = None
+    problem: Problem | None = None
+    key: str = ""
+
+    def response_entry(self) -> dict[str, Any]:
+        """The entry of the ``batch-response`` Bundle."""
+        response: dict[str, Any] = {"status": STATUS_LINES[self.status]}
+        if self.record is not None:
+            response["location"] = f"Immunization/{self.record.id}/_history/{self.record.version}"
+            response["etag"] = f'W/"{self.record.version}"'
+            response["lastModified"] = self.record.last_updated
+        if self.problem is not None:
+            response["outcome"] = self.problem.outcome()
+        return {"response": response}
+
+
+def _refused(found: Problem, record: Record | None = None) -> EntryAnswer:
+    return EntryAnswer(found.status, record, found, found.nvr_code or "")
+
+
+def now_instant() -> str:
+    """A FHIR ``instant`` for meta.lastUpdated (UTC, milliseconds)."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+def same_content(record: Record, checked: CheckedVaccination) -> bool:
+    """Duplicate control: a resend is a duplicate when nothing the register keeps changed."""
+    return (
+        record.lot == checked.lot
+        and record.dose == checked.dose
+        and record.caregiver == checked.caregiver
+        and record.careunit == checked.careunit
+        and record.status == checked.status
+    )
+
+
+class Register:
+    """Processes batches, deletes and searches the way the NVR API answers them."""
+
+    def __init__(self, store: Store, catalog: Catalog, dose_interval_days: int, today: Callable[[], dt.date]):
+        self.store = store
+        self.catalog = catalog
+        self.dose_interval_days = dose_interval_days
+        self.today = today
+
+    # -- batch ----------------------------------------------------------------------------
+
+    def process_bundle(self, entries: list[Any]) -> dict[str, Any]:
+        """Answer a checked batch with a ``batch-response``, one entry per request entry, in order."""
+        answers = [self.process_entry(entry) for entry in entries]
+        with self.store.transaction():
+            self.store.bump("posts")
+        return {
+            "resourceType": "Bundle",
+            "id": str(uuid.uuid4()),
+            "type": "batch-response",
+            "timestamp": now_instant(),
+            "entry": [answer.response_entry() for answer in answers],
+        }
+
+    def process_entry(self, entry: Any) -> EntryAnswer:
+        """One entry in one transaction, with its statistics."""
+        with self.store.transaction():
+            request = read_entry_request(entry)
+            if isinstance(request, Problem):
+                answer = _refused(request)
+            elif request.method == "PUT":
+                answer = self._update(request, entry.get("resource"))
+            else:
+                answer = self._create(request, entry.get("resource"))
+            self.store.bump("entries")
+            self.store.bump(f"outcome:{answer.key}")
+        return answer
+
+    def _create(self, request: EntryRequest, resource: Any) -> EntryAnswer:
+        vaccination = read_vaccination(resource)  # 0
+        if isinstance(vaccination, Problem):
+            return _refused(vaccination)
+        if request.if_none_exist is not None:  # 1
+            if request.if_none_exist != (vaccination.identifier_system, vaccination.identifier_value):
+                return _refused(STRUCTURE.at("Bundle.entry.request.ifNoneExist"))
+            existing = self.store.find_by_identifier(*request.if_none_exist)
+            if existing is not None:
+                return _refused(problem("DUPLICATE-IDENTIFIER"), existing)
+        checked = check_vaccination(vaccination, self.catalog, self.today())  # 2–9
+        if isinstance(checked, Problem):
+            return _refused(checked)
+        if not self._interval_ok(checked, exclude_id=None):  # 10
+            return _refused(problem("DOSE-INTERVAL"))
+        existing = self.store.find_by_key(checked.person.value, checked.product.npl_id, checked.date.isoformat())
+        if existing is None:  # 11
+            return EntryAnswer(201, self._write(None, checked), None, "CREATED")
+        if same_content(existing, checked):
+            # The care unit's second registration is not in the register: its identifier is not kept.
+            return _refused(problem("DUPLICATE"), existing)
+        return _refused(problem("UPDATED-EXISTING"), self._write(existing, checked))
+
+    def _update(self, request: EntryRequest, resource: Any) -> EntryAnswer:
+        existing = self.store.get(request.target_id or "")
+        if existing is None or existing.deleted:
+            return _refused(problem("UNKNOWN-ID"))
+        vaccination = read_vaccination(resource)
+        if isinstance(vaccination, Problem):
+            return _refused(vaccination)
+        if resource.get("id") not in (None, existing.id):
+            return _refused(STRUCTURE.at("Immunization.id"))
+        checked = check_vaccination(vaccination, self.catalog, self.today())
+        if isinstance(checked, Problem):
+            return _refused(checked)
+        if not self._interval_ok(checked, exclude_id=existing.id):
+            return _refused(problem("DOSE-INTERVAL"))
+        return EntryAnswer(200, self._write(existing, checked), None, "UPDATED")
+
+    def _interval_ok(self, checked: CheckedVaccination, exclude_id: str | None) -> bool:
+        """Rule 10; a dose marked entered-in-error was not given, so it has no interval to keep."""
+        if not checked.product.is_covid19 or checked.status != "completed":
+            return True
+        others = self.store.dose_dates(checked.person.value, self.catalog.covid19_npl_ids, exclude_id)
+        return dose_interval_ok(checked.date, map(dt.date.fromisoformat, others), self.dose_interval_days)
+
+    def _write(self, existing: Record | None, checked: CheckedVaccination) -> Record:
+        """Store a new record (version 1) or the next version of ``existing``; keep the identifier."""
+        record_id = existing.id if existing else str(uuid.uuid4())
+        version = existing.version + 1 if existing else 1
+        when = now_instant()
+        resource = dict(checked.resource)
+        resource["id"] = record_id
+        meta = resource.get("meta") if isinstance(resource.get("meta"), dict) else {}
+        resource["meta"] = {**meta, "versionId": str(version), "lastUpdated": when}
+        record = Record(
+            id=record_id,
+            version=version,
+            identifier_system=checked.identifier_system,
+            identifier_value=checked.identifier_value,
+            person_id=checked.person.value,
+            npl_id=checked.product.npl_id,
+            date=checked.date.isoformat(),
+            lot=checked.lot,
+            dose=checked.dose,
+            caregiver=checked.caregiver,
+            careunit_system=checked.careunit_system,
+            careunit=checked.careunit,
+            status=checked.status,
+            deleted=False,
+            resource=resource,
+            last_updated=when,
+        )
+        self.store.save(record)
+        self.store.add_identifier(checked.identifier_system, checked.identifier_value, record_id)
+        return record
+
+    # -- single-resource calls -------------------------------------------------------------
+
+    def read(self, immunization_id: str) -> Record | None:
+        """The live record with this id (deleted ones are gone for clients)."""
+        record = self.store.get(immunization_id)
+        return record if record is not None and not record.deleted else None
+
+    def delete(self, immunization_id: str) -> bool:
+        """Mark a live record deleted (kept for audit); False if there is none."""
+        with self.store.transaction():
+            deleted = self.store.mark_deleted(immunization_id, now_instant())
+            self.store.bump("deletes" if deleted else "delete-unknown")
+        return deleted
+
+    def count(self, dates: list[str], location: str | None) -> int | Problem:
+        """``_summary=count`` search: live completed vaccinations by date and care unit."""
+        conditions = []
+        for param in dates:
+            match = _DATE_PARAM.fullmatch(param)
+            if match is None:
+                return Problem(400, "error", "value", None, "Sökparametern date har fel format", ("date",))
+            conditions.append((_SQL_OPERATORS[match.group(1) or "eq"], match.group(2)))
+        careunit: tuple[tuple[str, ...] | None, str] | None = None
+        if location is not None:
+            system, bar, value = location.partition("|") if "|" in location else ("", "", location)
+            if not value:
+                return Problem(
+                    400,
+                    "error",
+                    "value",
+                    None,
+                    "Sökparametern location.identifier har fel format",
+                    ("location.identifier",),
+                )
+            # Both HSA systems name the same ids, so either finds a care unit stored under the other.
+            systems: tuple[str, ...] | None = None
+            if bar and system:
+                systems = tuple(sorted(HSA_SYSTEMS)) if system in HSA_SYSTEMS else (system,)
+            careunit = (systems, value)
+        return self.store.count(conditions, careunit)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for tests: live records, processed posts and entries, outcomes by key."""
+        counters = self.store.counters()
+        return {
+            "immunizations": self.store.live_count(),
+            "posts": counters.get("posts", 0),
+            "entries": counters.get("entries", 0),
+            "deletes": counters.get("deletes", 0),
+            "by_outcome": {
+                name.removeprefix("outcome:"): value
+                for name, value in sorted(counters.items())
+                if name.startswith("outcome:")
+            },
+        }

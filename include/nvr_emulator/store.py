@@ -1,0 +1,350 @@
+"""The register's memory: vaccinations, identifier aliases, replayable answers, counters.
+
+SQLite, in memory by default or in a file (``--db``) so state survives a restart. Every
+entry is written in its own transaction (:meth:`Store.transaction`), so a crash never leaves
+half a vaccination, and a lock serialises writers, so two batches never interleave inside an
+entry. Deleted vaccinations stay, marked, for audit.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import wraps
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
+    from pathlib import Path
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS immunizations (
+    id TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    identifier_system TEXT NOT NULL,
+    identifier_value TEXT NOT NULL,
+    person_id TEXT NOT NULL,
+    npl_id TEXT NOT NULL,
+    date TEXT NOT NULL,
+    lot TEXT NOT NULL,
+    dose INTEGER,
+    caregiver TEXT NOT NULL,
+    careunit_system TEXT NOT NULL,
+    careunit TEXT NOT NULL,
+    status TEXT NOT NULL,
+    deleted INTEGER NOT NULL DEFAULT 0,
+    resource TEXT NOT NULL,
+    last_updated TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS immunizations_key ON immunizations (person_id, npl_id, date);
+CREATE INDEX IF NOT EXISTS immunizations_date ON immunizations (date);
+CREATE TABLE IF NOT EXISTS identifiers (
+    system TEXT NOT NULL,
+    value TEXT NOT NULL,
+    immunization_id TEXT NOT NULL REFERENCES immunizations (id),
+    PRIMARY KEY (system, value)
+);
+CREATE TABLE IF NOT EXISTS replays (
+    client_id TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    media_type TEXT,
+    headers TEXT NOT NULL,
+    body BLOB NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (client_id, request_id)
+);
+CREATE INDEX IF NOT EXISTS replays_created ON replays (created_at);
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+"""
+_COLUMNS = (
+    "id, version, identifier_system, identifier_value, person_id, npl_id, date, lot, dose, caregiver, "
+    "careunit_system, careunit, status, deleted, resource, last_updated"
+)
+
+
+@dataclass(frozen=True)
+class Record:
+    """The current version of one stored vaccination."""
+
+    id: str
+    version: int
+    identifier_system: str
+    identifier_value: str
+    person_id: str
+    npl_id: str
+    date: str
+    lot: str
+    dose: int | None
+    caregiver: str
+    careunit_system: str
+    careunit: str
+    status: str
+    deleted: bool
+    resource: dict[str, Any]
+    last_updated: str
+
+    def summary(self) -> dict[str, Any]:
+        """The admin listing's view of the record."""
+        return {
+            "id": self.id,
+            "identifier_system": self.identifier_system,
+            "identifier_value": self.identifier_value,
+            "person_id": self.person_id,
+            "npl_id": self.npl_id,
+            "date": self.date,
+            "lot": self.lot,
+            "dose": self.dose,
+            "version": self.version,
+            "deleted": self.deleted,
+        }
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    """An HTTP answer kept for X-Request-ID replay."""
+
+    status: int
+    media_type: str | None
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _serialised(method: Callable[Concatenate[Store, _P], _R]) -> Callable[Concatenate[Store, _P], _R]:
+    """Run a method under the store's lock: one SQLite connection is shared by all threads."""
+
+    @wraps(method)
+    def locked(self: Store, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return locked
+
+
+def _record(row: sqlite3.Row) -> Record:
+    values = dict(row)
+    values["deleted"] = bool(values["deleted"])
+    values["resource"] = json.loads(values["resource"])
+    return Record(**values)
+
+
+class Store:
+    """SQLite-backed state; safe to share between the server's worker threads."""
+
+    def __init__(self, path: Path | str | None = None) -> None:
+        self.path = str(path) if path is not None else ":memory:"
+        self._lock = threading.RLock()
+        # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        if path is not None:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)  # idempotent: a file store keeps its data
+        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    @_serialised
+    def close(self) -> None:
+        """Close the database (a file store keeps everything for the next start)."""
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Store]:
+        """One atomic unit of work, serialised with every other; rolled back on error."""
+        with self._lock:
+            if self._db.in_transaction:  # nested: the outer transaction decides
+                yield self
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # -- vaccinations -------------------------------------------------------------------
+
+    @_serialised
+    def get(self, immunization_id: str) -> Record | None:
+        """The record with this register id, deleted or not."""
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM immunizations WHERE id = ?", (immunization_id,)).fetchone()
+        return _record(row) if row else None
+
+    @_serialised
+    def find_by_identifier(self, system: str, value: str) -> Record | None:
+        """The live record this Immunization identifier (or alias) points to."""
+        row = self._db.execute(
+            f"SELECT {', '.join('i.' + c.strip() for c in _COLUMNS.split(','))} "
+            "FROM identifiers a JOIN immunizations i ON i.id = a.immunization_id "
+            "WHERE a.system = ? AND a.value = ? AND i.deleted = 0",
+            (system, value),
+        ).fetchone()
+        return _record(row) if row else None
+
+    @_serialised
+    def find_by_key(self, person_id: str, npl_id: str, date: str) -> Record | None:
+        """The live record with the duplicate-control key (person id, NPL-id, date)."""
+        row = self._db.execute(
+            f"SELECT {_COLUMNS} FROM immunizations WHERE person_id = ? AND npl_id = ? AND date = ? "
+            "AND deleted = 0 ORDER BY rowid LIMIT 1",
+            (person_id, npl_id, date),
+        ).fetchone()
+        return _record(row) if row else None
+
+    @_serialised
+    def dose_dates(self, person_id: str, npl_ids: Iterable[str], exclude_id: str | None = None) -> list[str]:
+        """Dates of the person's live, completed doses of any of ``npl_ids``."""
+        npl = sorted(npl_ids)
+        if not npl:
+            return []
+        rows = self._db.execute(
+            f"SELECT date FROM immunizations WHERE person_id = ? AND npl_id IN ({', '.join('?' * len(npl))}) "
+            "AND status = 'completed' AND deleted = 0 AND id != ?",
+            (person_id, *npl, exclude_id or ""),
+        ).fetchall()
+        return [row["date"] for row in rows]
+
+    @_serialised
+    def save(self, record: Record) -> None:
+        """Insert or replace the current version of a record."""
+        values = record.summary() | {
+            "caregiver": record.caregiver,
+            "careunit_system": record.careunit_system,
+            "careunit": record.careunit,
+            "status": record.status,
+            "resource": json.dumps(record.resource, ensure_ascii=False, separators=(",", ":")),
+            "last_updated": record.last_updated,
+            "deleted": int(record.deleted),
+        }
+        columns = [c.strip() for c in _COLUMNS.split(",")]
+        self._db.execute(
+            f"INSERT OR REPLACE INTO immunizations ({_COLUMNS}) VALUES ({', '.join('?' * len(columns))})",
+            [values[c] for c in columns],
+        )
+
+    @_serialised
+    def add_identifier(self, system: str, value: str, immunization_id: str) -> None:
+        """Make ``system|value`` find this record (a later POST of it is DUPLICATE-IDENTIFIER)."""
+        self._db.execute(
+            "INSERT INTO identifiers (system, value, immunization_id) VALUES (?, ?, ?) "
+            "ON CONFLICT (system, value) DO UPDATE SET immunization_id = excluded.immunization_id",
+            (system, value, immunization_id),
+        )
+
+    @_serialised
+    def mark_deleted(self, immunization_id: str, when: str) -> bool:
+        """Mark a live record deleted; False when there is none."""
+        cursor = self._db.execute(
+            "UPDATE immunizations SET deleted = 1, last_updated = ? WHERE id = ? AND deleted = 0",
+            (when, immunization_id),
+        )
+        return cursor.rowcount == 1
+
+    @_serialised
+    def count(
+        self, date_conditions: Iterable[tuple[str, str]], careunit: tuple[tuple[str, ...] | None, str] | None
+    ) -> int:
+        """Live completed vaccinations matching date conditions (operator, ISO date) and care unit.
+
+        ``careunit`` is (systems-or-None, value); the caller maps a system to its equivalents.
+        """
+        sql = ["SELECT COUNT(*) FROM immunizations WHERE deleted = 0 AND status = 'completed'"]
+        params: list[str] = []
+        for operator, day in date_conditions:
+            if operator not in {"=", ">=", ">", "<=", "<"}:
+                raise ValueError(operator)
+            sql.append(f"AND date {operator} ?")
+            params.append(day)
+        if careunit is not None:
+            systems, value = careunit
+            sql.append("AND careunit = ?")
+            params.append(value)
+            if systems is not None:
+                sql.append(f"AND careunit_system IN ({', '.join('?' * len(systems))})")
+                params.extend(systems)
+        return int(self._db.execute(" ".join(sql), params).fetchone()[0])
+
+    @_serialised
+    def records(self) -> list[Record]:
+        """All records in insertion order, deleted ones included (admin listing)."""
+        rows = self._db.execute(f"SELECT {_COLUMNS} FROM immunizations ORDER BY rowid").fetchall()
+        return [_record(row) for row in rows]
+
+    @_serialised
+    def live_count(self) -> int:
+        """How many records are not deleted."""
+        return int(self._db.execute("SELECT COUNT(*) FROM immunizations WHERE deleted = 0").fetchone()[0])
+
+    # -- counters -------------------------------------------------------------------------
+
+    @_serialised
+    def bump(self, name: str, by: int = 1) -> None:
+        """Add to a named counter (statistics survive a restart with the rest of the state)."""
+        self._db.execute(
+            "INSERT INTO counters (name, value) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+            (name, by),
+        )
+
+    @_serialised
+    def counters(self) -> dict[str, int]:
+        """All counters by name."""
+        return {row["name"]: row["value"] for row in self._db.execute("SELECT name, value FROM counters")}
+
+    # -- replay ---------------------------------------------------------------------------
+
+    @_serialised
+    def replay(self, client_id: str, request_id: str, max_age: float) -> StoredAnswer | None:
+        """The stored answer to this client's request id, if younger than ``max_age`` seconds."""
+        row = self._db.execute(
+            "SELECT status, media_type, headers, body FROM replays WHERE client_id = ? AND request_id = ? "
+            "AND created_at >= ?",
+            (client_id, request_id, time.time() - max_age),
+        ).fetchone()
+        if row is None:
+            return None
+        return StoredAnswer(row["status"], row["media_type"], bytes(row["body"]), json.loads(row["headers"]))
+
+    @_serialised
+    def keep_answer(self, client_id: str, request_id: str, answer: StoredAnswer, max_age: float) -> None:
+        """Store an answer for replay and forget answers older than ``max_age`` seconds."""
+        now = time.time()
+        with self.transaction():
+            self._db.execute("DELETE FROM replays WHERE created_at < ?", (now - max_age,))
+            self._db.execute(
+                "INSERT OR REPLACE INTO replays "
+                "(client_id, request_id, status, media_type, headers, body, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    client_id,
+                    request_id,
+                    answer.status,
+                    answer.media_type,
+                    json.dumps(answer.headers),
+                    answer.body,
+                    now,
+                ),
+            )
+
+    # -- admin ----------------------------------------------------------------------------
+
+    @_serialised
+    def reset(self) -> None:
+        """Forget everything: vaccinations, identifiers, replays, counters."""
+        with self.transaction():
+            for table in ("identifiers", "immunizations", "replays", "counters"):
+                self._db.execute(f"DELETE FROM {table}")

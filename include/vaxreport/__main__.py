@@ -1,0 +1,3 @@
+from vaxreport.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The ledger: one row per source record version, one state per row; the truth between tasks."""

@@ -1,0 +1,102 @@
+"""Ledger tables (SQLAlchemy Core), the same on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+# States a record version moves through; see DESIGN.md "The ledger".
+EXTRACTED = "extracted"
+EXCLUDED = "excluded"
+REJECTED_LOCAL = "rejected_local"
+READY = "ready"
+SUBMITTED = "submitted"
+ACCEPTED = "accepted"
+DUPLICATE = "duplicate"
+REJECTED_REGISTER = "rejected_register"
+FAILED = "failed"
+SUPERSEDED = "superseded"
+STATES = (
+    EXTRACTED,
+    EXCLUDED,
+    REJECTED_LOCAL,
+    READY,
+    SUBMITTED,
+    ACCEPTED,
+    DUPLICATE,
+    REJECTED_REGISTER,
+    FAILED,
+    SUPERSEDED,
+)
+# States that still need work from a later step or run.
+OPEN_STATES = (EXTRACTED, READY, SUBMITTED, FAILED)
+
+record_versions = sa.Table(
+    "record_versions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String(200), nullable=False),
+    sa.Column("source_record_id", sa.String(200), nullable=False),
+    sa.Column("version_hash", sa.String(64), nullable=False),
+    sa.Column("window_day", sa.String(10), nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("code", sa.String(40)),
+    sa.Column("reason_sv", sa.Text),
+    sa.Column("reason_en", sa.Text),
+    sa.Column("person_id", sa.String(40), nullable=False),  # personal data: never logged
+    sa.Column("person_key", sa.String(16), nullable=False),  # keyed hash, safe to show
+    sa.Column("vaccine_name", sa.String(200)),
+    sa.Column("npl_id", sa.String(40)),
+    sa.Column("batch", sa.String(120)),
+    sa.Column("dose_number", sa.Integer),
+    sa.Column("vaccination_date", sa.String(40)),
+    sa.Column("caregiver_hsa_id", sa.String(64)),
+    sa.Column("caregiver_name", sa.String(255)),
+    sa.Column("care_unit_hsa_id", sa.String(64)),
+    sa.Column("care_unit_name", sa.String(255)),
+    sa.Column("record_status", sa.String(20), nullable=False),
+    sa.Column("registered_at", sa.String(40)),
+    sa.Column("register_id", sa.String(64)),
+    sa.Column("bundle_id", sa.Integer),
+    sa.Column("first_seen_at", sa.String(32), nullable=False),
+    sa.Column("updated_at", sa.String(32), nullable=False),
+    sa.UniqueConstraint("source", "source_record_id", "version_hash", name="uq_record_version"),
+    sa.Index("ix_record_versions_window_state", "window_day", "state"),
+    sa.Index("ix_record_versions_person_key", "person_key"),
+)
+
+bundles = sa.Table(
+    "bundles",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("window_day", sa.String(10), nullable=False),
+    sa.Column("bundle_uuid", sa.String(36), nullable=False),
+    sa.Column("entries", sa.Integer, nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),  # built -> sent -> answered | failed
+    sa.Column("context_id", sa.String(64)),
+    sa.Column("request_id", sa.String(36)),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("answered_at", sa.String(32)),
+    sa.Index("ix_bundles_window_state", "window_day", "state"),
+)
+
+catalog_products = sa.Table(
+    "catalog_products",
+    metadata,
+    sa.Column("npl_id", sa.String(40), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("programme", sa.String(40), nullable=False),
+    sa.Column("fetched_at", sa.String(32), nullable=False),
+)
+
+catalog_batches = sa.Table(
+    "catalog_batches",
+    metadata,
+    sa.Column("npl_id", sa.String(40), primary_key=True),
+    sa.Column("lot", sa.String(120), primary_key=True),
+)
+
+
+def ensure_schema(engine: sa.Engine) -> None:
+    metadata.create_all(engine)

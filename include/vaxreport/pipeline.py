@@ -1,0 +1,355 @@
+"""The daily steps, one function each, shared by the Airflow DAG and `python -m vaxreport run-day`.
+
+Each step reads its input from the ledger and writes its result there, so steps can be re-run
+alone, in any run, without repeating work: extraction records only versions it has not seen,
+validation only looks at `extracted` rows, bundling only at `ready` or `failed` ones, and
+submission only at bundles that have no answer yet. Steps return counts, never records.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from vaxreport.fhir import bundles as fb
+from vaxreport.ledger import schema as s
+from vaxreport.ledger import store
+from vaxreport.registry import catalog as cat
+from vaxreport.registry.client import RegistryClient, RegistryError, RegistryUnavailable
+from vaxreport.registry.outcomes import interpret
+from vaxreport.settings import (
+    LEDGER_CONN_ID,
+    REGISTRY_CONN_ID,
+    ConnectionInfo,
+    RegistrySettings,
+    bundles_dir,
+    connection_from_env,
+    reports_dir,
+    source_conn_ids,
+    sqlalchemy_url,
+)
+from vaxreport.validation.reasons import reason
+from vaxreport.validation.scope import is_out_of_scope
+from vaxreport.window import day_window
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from datetime import date
+
+log = logging.getLogger(__name__)
+
+SUMMARY_STATES = ("excluded", "rejected_local", "accepted", "duplicate", "rejected_register", "failed")
+
+
+@dataclass
+class Runtime:
+    """Where things are for one run. Airflow passes its own connection resolver and secret masker."""
+
+    resolve: Callable[[str], ConnectionInfo] = connection_from_env
+    on_secret: Callable[[str], None] | None = None
+    context_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    sources: list[str] = field(default_factory=source_conn_ids)
+    _engines: dict[str, sa.Engine] = field(default_factory=dict, repr=False)
+
+    def engine(self, conn_id: str) -> sa.Engine:
+        if conn_id not in self._engines:
+            conn = self.resolve(conn_id)
+            url = sqlalchemy_url(conn)
+            if url.startswith("sqlite:///"):
+                Path(conn.host).parent.mkdir(parents=True, exist_ok=True)
+                engine = sa.create_engine(url, connect_args={"timeout": 60})
+            else:
+                engine = sa.create_engine(url, pool_pre_ping=True)
+            self._engines[conn_id] = engine
+        return self._engines[conn_id]
+
+    def ledger(self) -> sa.Engine:
+        engine = self.engine(LEDGER_CONN_ID)
+        s.ensure_schema(engine)
+        return engine
+
+    def registry(self) -> RegistryClient:
+        settings = RegistrySettings.from_connection(self.resolve(REGISTRY_CONN_ID))
+        if self.on_secret:
+            self.on_secret(settings.client_secret)
+        return RegistryClient(settings, context_id=self.context_id, on_token=self.on_secret)
+
+    def close(self) -> None:
+        for engine in self._engines.values():
+            engine.dispose()
+
+
+def extract_day(rt: Runtime, day: date) -> dict:
+    """Pull every record registered or changed on `day` from each source into the ledger."""
+    from vaxreport.sources import embedded
+
+    window = day_window(day)
+    ledger = rt.ledger()
+    totals = {"extracted": 0, "new_versions": 0, "sources": 0}
+    for conn_id in rt.sources:
+        kind = rt.resolve(conn_id).extra.get("kind", "embedded")
+        if kind != "embedded":
+            raise ValueError(f"source {conn_id!r}: unknown journal-system kind {kind!r}")
+        counts = store.record_extracted(ledger, embedded.extract(rt.engine(conn_id), window), day.isoformat())
+        log.info(
+            "source %s: %d records in window, %d new versions", conn_id, counts["extracted"], counts["new_versions"]
+        )
+        totals["extracted"] += counts["extracted"]
+        totals["new_versions"] += counts["new_versions"]
+        totals["sources"] += 1
+    return totals
+
+
+def refresh_catalog(rt: Runtime) -> int:
+    """Fetch the register's vaccine catalog (all pages) into the pipeline database."""
+    with rt.registry() as client:
+        resources = client.catalog()
+    products = [p for p in (cat.parse_medication(r) for r in resources) if p is not None]
+    if not products:
+        raise RegistryError("the register's vaccine catalog is empty; refusing to validate against it")
+    n = cat.store(rt.ledger(), products)
+    log.info("vaccine catalog refreshed: %d products", n)
+    return n
+
+
+def validate_day(rt: Runtime, day: date, dose_interval_days: int | None = None) -> dict:
+    """Mark each extracted record excluded, rejected_local (with code and reason) or ready."""
+    import pandas as pd
+
+    from vaxreport.validation import suite
+
+    ledger = rt.ledger()
+    catalog = cat.load(ledger)
+    if not catalog.products:
+        refresh_catalog(rt)
+        catalog = cat.load(ledger)
+    rows = store.rows_in_state(ledger, day.isoformat(), [s.EXTRACTED])
+    outcomes: list[dict] = []
+    in_scope = []
+    for row in rows:
+        if is_out_of_scope(row["npl_id"], row["vaccine_name"]):
+            text = reason("OUT-OF-SCOPE")
+            outcomes.append(
+                {
+                    "id": row["id"],
+                    "state": s.EXCLUDED,
+                    "code": "OUT-OF-SCOPE",
+                    "reason_sv": text.sv,
+                    "reason_en": text.en,
+                }
+            )
+        else:
+            in_scope.append(row)
+    summary: dict = {"rows": 0}
+    if in_scope:
+        frame = pd.DataFrame(in_scope)
+        covid = [npl for npl, p in catalog.products.items() if p.programme == "covid19"]
+        history = store.person_history(ledger, list(frame["person_id"]), covid)
+        interval = dose_interval_days or int(os.environ.get("VAXREPORT_DOSE_INTERVAL_DAYS", "21"))
+        derived = suite.derive_columns(frame, catalog, day, history, interval)
+        failures, summary = suite.run_suite(derived, catalog)
+        for row_id, npl in zip(derived["id"], derived["resolved_npl_id"], strict=True):
+            code = failures.get(int(row_id))
+            if code:
+                text = reason(code)
+                outcomes.append(
+                    {
+                        "id": int(row_id),
+                        "state": s.REJECTED_LOCAL,
+                        "code": code,
+                        "reason_sv": text.sv,
+                        "reason_en": text.en,
+                    }
+                )
+            else:
+                outcomes.append({"id": int(row_id), "state": s.READY, "npl_id": npl})
+    store.set_outcomes(ledger, outcomes, from_states=[s.EXTRACTED])
+    result = {
+        "validated": len(rows),
+        "excluded": sum(o["state"] == s.EXCLUDED for o in outcomes),
+        "rejected_local": sum(o["state"] == s.REJECTED_LOCAL for o in outcomes),
+        "ready": sum(o["state"] == s.READY for o in outcomes),
+        "unexpected_by_code": summary.get("unexpected_by_code", {}),
+    }
+    log.info(
+        "validated %d: %d excluded, %d rejected locally, %d ready",
+        result["validated"],
+        result["excluded"],
+        result["rejected_local"],
+        result["ready"],
+    )
+    return result
+
+
+def build_day(rt: Runtime, day: date, dry_run: bool = False) -> dict:
+    """Group the window's ready (and earlier failed) records into batch Bundles of at most 100.
+
+    A dry run writes each bundle to `var/bundles/<day>/bundle-NNNN.json` (0600: it holds person ids)
+    and records nothing; a real run records the bundles in the ledger for `submit_day`.
+    """
+    ledger = rt.ledger()
+    rv = s.record_versions
+    if not dry_run:
+        with ledger.begin() as conn:  # failed rows go round again, in new bundles
+            conn.execute(
+                sa.update(rv)
+                .where(rv.c.window_day == day.isoformat(), rv.c.state == s.FAILED)
+                .values(state=s.READY, bundle_id=None, updated_at=store.now_text())
+            )
+    rows = [r for r in store.rows_in_state(ledger, day.isoformat(), [s.READY]) if r["bundle_id"] is None]
+    ordered = fb.send_order(rows)
+    n_bundles = 0
+    if dry_run:
+        out_dir = bundles_dir() / day.isoformat()
+        out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        out_dir.chmod(0o700)
+        for old in out_dir.glob("bundle-*.json"):
+            old.unlink()
+        for n_bundles, chunk in enumerate(fb.chunked(ordered), start=1):
+            path = out_dir / f"bundle-{n_bundles:04d}.json"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(fb.batch_bundle([fb.immunization_entry(r) for r in chunk]), fh, ensure_ascii=False)
+        log.info("dry run: wrote %d bundles (%d entries) to %s", n_bundles, len(ordered), out_dir)
+        return {"bundles": n_bundles, "entries": len(ordered), "dry_run": True}
+    stamp = store.now_text()
+    for chunk in fb.chunked(ordered):
+        bundle = fb.batch_bundle([fb.immunization_entry(r) for r in chunk])
+        with ledger.begin() as conn:
+            bundle_id = conn.execute(
+                sa.insert(s.bundles).values(
+                    window_day=day.isoformat(),
+                    bundle_uuid=bundle["id"],
+                    entries=len(chunk),
+                    state="built",
+                    created_at=stamp,
+                )
+            ).inserted_primary_key[0]
+            conn.execute(
+                sa.update(rv)
+                .where(rv.c.id.in_([r["id"] for r in chunk]), rv.c.state == s.READY, rv.c.bundle_id.is_(None))
+                .values(bundle_id=bundle_id)
+            )
+        n_bundles += 1
+    log.info("built %d bundles with %d entries", n_bundles, len(ordered))
+    return {"bundles": n_bundles, "entries": len(ordered), "dry_run": False}
+
+
+def submit_day(rt: Runtime, day: date, dry_run: bool = False) -> dict:
+    """Send the window's unanswered bundles and record each entry's outcome."""
+    if dry_run:
+        return {"sent": 0, "bundles": 0, "dry_run": True}
+    ledger = rt.ledger()
+    rv, bt = s.record_versions, s.bundles
+    with ledger.connect() as conn:
+        pending = (
+            conn.execute(
+                sa.select(bt)
+                .where(bt.c.window_day == day.isoformat(), bt.c.state.in_(["built", "sent"]))
+                .order_by(bt.c.id)
+            )
+            .mappings()
+            .all()
+        )
+    sent = answered = 0
+    if not pending:
+        return {"sent": 0, "bundles": 0, "dry_run": False}
+    with rt.registry() as client:
+        for bundle_row in pending:
+            rows = fb.send_order(store.rows_of_bundle(ledger, bundle_row["id"], [s.READY, s.SUBMITTED]))
+            if not rows:
+                _finish_bundle(ledger, bundle_row["id"], "answered")
+                continue
+            request_id = bundle_row["request_id"] or str(uuid.uuid4())
+            with ledger.begin() as conn:  # checkpoint: from here on a crash means "maybe sent"
+                conn.execute(
+                    sa.update(bt)
+                    .where(bt.c.id == bundle_row["id"])
+                    .values(state="sent", request_id=request_id, context_id=rt.context_id)
+                )
+                conn.execute(
+                    sa.update(rv)
+                    .where(rv.c.bundle_id == bundle_row["id"], rv.c.state == s.READY)
+                    .values(state=s.SUBMITTED, updated_at=store.now_text())
+                )
+            bundle = fb.batch_bundle([fb.immunization_entry(r) for r in rows])
+            sent += len(rows)
+            try:
+                answers = client.post_bundle(bundle, request_id=request_id)
+            except RegistryUnavailable as exc:
+                log.error("register unavailable, stopping this run: %s", exc)
+                _fail_rows(ledger, bundle_row["id"], "REGISTER-UNAVAILABLE")
+                break
+            except RegistryError as exc:
+                log.error("bundle %s not accepted as a whole: %s", bundle_row["bundle_uuid"], exc)
+                _fail_rows(ledger, bundle_row["id"], "BUNDLE-REFUSED")
+                continue
+            outcomes = [{"id": r["id"], **interpret(a)} for r, a in zip(rows, answers, strict=True)]
+            store.set_outcomes(ledger, outcomes, from_states=[s.SUBMITTED])
+            _finish_bundle(ledger, bundle_row["id"], "answered")
+            answered += 1
+    log.info("sent %d entries in %d answered bundles", sent, answered)
+    return {"sent": sent, "bundles": answered, "dry_run": False}
+
+
+def _finish_bundle(ledger: sa.Engine, bundle_id: int, state: str) -> None:
+    with ledger.begin() as conn:
+        conn.execute(
+            sa.update(s.bundles).where(s.bundles.c.id == bundle_id).values(state=state, answered_at=store.now_text())
+        )
+
+
+def _fail_rows(ledger: sa.Engine, bundle_id: int, code: str) -> None:
+    rv = s.record_versions
+    with ledger.begin() as conn:
+        conn.execute(
+            sa.update(rv)
+            .where(rv.c.bundle_id == bundle_id, rv.c.state == s.SUBMITTED)
+            .values(state=s.FAILED, code=code, updated_at=store.now_text())
+        )
+    _finish_bundle(ledger, bundle_id, "failed")
+
+
+def day_summary(rt: Runtime, day: date, sent: int) -> dict:
+    counts = store.state_counts(rt.ledger(), day.isoformat())
+    summary = {"day": day.isoformat(), "extracted": sum(counts.values()) - counts[s.SUPERSEDED]}
+    summary.update({k: counts[k] for k in SUMMARY_STATES})
+    summary["sent"] = sent
+    summary["pending"] = counts[s.EXTRACTED] + counts[s.READY] + counts[s.SUBMITTED]
+    return summary
+
+
+def summary_line(summary: dict) -> str:
+    fields = " ".join(f"{k}={summary[k]}" for k in ("extracted", *SUMMARY_STATES, "sent"))
+    return f"vaxreport run {summary['day']}: {fields}"
+
+
+def report_day(rt: Runtime, day: date, sent: int) -> dict:
+    """Write the rejection report and the run summary; return the summary (counts only)."""
+    from vaxreport.reports import rejections
+
+    summary = day_summary(rt, day, sent)
+    out_dir = reports_dir() / day.isoformat()
+    rows = store.rows_in_state(rt.ledger(), day.isoformat(), [s.REJECTED_LOCAL, s.REJECTED_REGISTER])
+    index = rejections.write(rows, out_dir / "rejections", day)
+    summary["report"] = str(index)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    log.info("%s", summary_line(summary))
+    return summary
+
+
+def run_day(rt: Runtime, day: date, dry_run: bool = False) -> dict:
+    """All steps for one day, in order: what the DAG does, without Airflow."""
+    extract_day(rt, day)
+    refresh_catalog(rt)
+    validate_day(rt, day)
+    build_day(rt, day, dry_run=dry_run)
+    sent = submit_day(rt, day, dry_run=dry_run)["sent"]
+    return report_day(rt, day, sent)

@@ -1,0 +1,1 @@
+"""Talking to the register: the HTTP client, the vaccine catalog and reading its answers."""

@@ -1,0 +1,254 @@
+"""HTTP client for the register (NVR API): OAuth2 client credentials, traceability headers, retries.
+
+What peers' users complain about shaped this: tokens that expire mid-run (the token is refreshed
+before it expires and once more on a 401), 429s (honour Retry-After, back off with jitter) and
+duplicates on retry (a retried call keeps its X-Request-ID, so the register answers it from its
+replay store instead of processing it twice; entries are conditional creates as well).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import random
+import time
+import uuid
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import httpx
+
+from vaxreport import SYSTEM_NAME, __version__
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from vaxreport.settings import RegistrySettings
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUS = {429, 500, 502, 503, 504}
+TOKEN_MARGIN_S = 30.0
+FHIR_JSON = "application/fhir+json"
+
+
+class RegistryError(RuntimeError):
+    """The register could not be used; the message never carries personal data."""
+
+
+class RegistryUnavailable(RegistryError):
+    """Retries exhausted on transient failures: the records stay unsent and a later run resends them."""
+
+
+class RegistryProtocolError(RegistryError):
+    """The register answered something this client cannot read; nothing is marked accepted."""
+
+
+def is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(url: str) -> None:
+    """Plain HTTP only to loopback (the emulator); anything else must be HTTPS."""
+    scheme = urlsplit(url).scheme
+    if scheme == "https" or (scheme == "http" and is_loopback(url)):
+        return
+    raise RegistryError(f"refusing {scheme or 'schemeless'} URL to a non-loopback host: use https")
+
+
+class RegistryClient:
+    """One client per run: one token cache, one X-Context-ID."""
+
+    def __init__(
+        self,
+        settings: RegistrySettings,
+        context_id: str | None = None,
+        on_token: Callable[[str], None] | None = None,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        check_url(settings.base_url)
+        check_url(settings.token_url)
+        self.settings = settings
+        self.context_id = context_id or str(uuid.uuid4())
+        self._on_token = on_token
+        self._sleep = sleep
+        self._token: str | None = None
+        self._token_expires = 0.0
+        self._http = httpx.Client(timeout=settings.timeout_s, transport=transport, verify=True)
+        self.calls = 0
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- tokens -------------------------------------------------------------------------------
+    def _fetch_token(self) -> str:
+        data = {"grant_type": "client_credentials"}
+        if self.settings.scope:
+            data["scope"] = self.settings.scope
+        resp = self._send_with_retries(
+            lambda: self._http.post(
+                self.settings.token_url, data=data, auth=(self.settings.client_id, self.settings.client_secret)
+            ),
+            what="token",
+        )
+        if resp.status_code != 200:
+            raise RegistryError(f"token request refused: HTTP {resp.status_code} {_oauth_error(resp)}")
+        try:
+            body = resp.json()
+            token = body["access_token"]
+            lifetime = float(body.get("expires_in", 300))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RegistryProtocolError("token answer unreadable") from exc
+        if self._on_token:
+            self._on_token(token)
+        self._token = token
+        self._token_expires = time.monotonic() + lifetime
+        log.info("obtained access token valid %.0f s", lifetime)
+        return token
+
+    def _bearer(self) -> str:
+        if self._token is None or time.monotonic() > self._token_expires - TOKEN_MARGIN_S:
+            return self._fetch_token()
+        return self._token
+
+    # --- requests -----------------------------------------------------------------------------
+    def request(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        json_body: dict | None = None,
+        params: dict | None = None,
+        request_id: str | None = None,
+    ) -> httpx.Response:
+        """One logical call: retried on transient failures with the same X-Request-ID."""
+        url = path_or_url if path_or_url.startswith("http") else f"{self.settings.base_url}{path_or_url}"
+        check_url(url)
+        rid = request_id or str(uuid.uuid4())
+        refreshed = False
+        while True:
+            headers = {
+                "Authorization": f"Bearer {self._bearer()}",
+                "X-Request-ID": rid,
+                "X-Context-ID": self.context_id,
+                "X-User-Agent": f"{SYSTEM_NAME}/{__version__}",
+                "Accept": FHIR_JSON,
+            }
+            kwargs: dict = {"headers": headers, "params": params}
+            if json_body is not None:
+                import json
+
+                headers["Content-Type"] = FHIR_JSON
+                kwargs["content"] = json.dumps(json_body, ensure_ascii=False).encode()
+            resp = self._send_with_retries(
+                lambda kw=kwargs: self._http.request(method, url, **kw), what=f"{method} {urlsplit(url).path}"
+            )
+            if resp.status_code == 401 and not refreshed:
+                refreshed = True
+                self._token = None  # revoked or expired early: fetch a new one, once
+                log.warning("register answered 401; refreshing the token once")
+                continue
+            return resp
+
+    def _send_with_retries(self, send: Callable[[], httpx.Response], what: str) -> httpx.Response:
+        attempts = max(1, self.settings.max_attempts)
+        for attempt in range(1, attempts + 1):
+            self.calls += 1
+            try:
+                resp = send()
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                if attempt == attempts:
+                    raise RegistryUnavailable(f"{what}: {type(exc).__name__} after {attempts} attempts") from exc
+                delay = self._backoff(attempt, None)
+                log.warning("%s: %s, retry %d/%d in %.1f s", what, type(exc).__name__, attempt, attempts - 1, delay)
+                self._sleep(delay)
+                continue
+            if resp.status_code in RETRY_STATUS:
+                if attempt == attempts:
+                    raise RegistryUnavailable(f"{what}: HTTP {resp.status_code} after {attempts} attempts")
+                delay = self._backoff(attempt, resp.headers.get("Retry-After"))
+                log.warning("%s: HTTP %d, retry %d/%d in %.1f s", what, resp.status_code, attempt, attempts - 1, delay)
+                self._sleep(delay)
+                continue
+            return resp
+        raise AssertionError("unreachable")
+
+    def _backoff(self, attempt: int, retry_after: str | None) -> float:
+        """Retry-After when the register says so; else exponential with full jitter."""
+        if retry_after:
+            try:
+                return min(float(retry_after), self.settings.backoff_max_s)
+            except ValueError:
+                pass
+        ceiling = min(self.settings.backoff_max_s, self.settings.backoff_base_s * 2 ** (attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+    # --- operations ---------------------------------------------------------------------------
+    def post_bundle(self, bundle: dict, request_id: str | None = None) -> list[dict]:
+        """Send one batch Bundle; return the response entries, one per request entry, in order."""
+        resp = self.request("POST", "/fhir", json_body=bundle, request_id=request_id)
+        if resp.status_code != 200:
+            raise RegistryError(f"bundle refused: HTTP {resp.status_code} {_issue_summary(resp)}")
+        try:
+            body = resp.json()
+        except ValueError as exc:
+            raise RegistryProtocolError("bundle answer is not JSON") from exc
+        entries = body.get("entry") if isinstance(body, dict) else None
+        if (
+            body.get("resourceType") != "Bundle"
+            or body.get("type") != "batch-response"
+            or not isinstance(entries, list)
+            or len(entries) != len(bundle["entry"])
+        ):
+            raise RegistryProtocolError("bundle answer is not a batch-response with one entry per request")
+        return entries
+
+    def catalog(self, page_size: int = 50) -> list[dict]:
+        """All Medication resources of the vaccine catalog, following `next` links."""
+        resources: list[dict] = []
+        url: str | None = "/fhir/Medication"
+        params: dict | None = {"_count": page_size}
+        pages = 0
+        while url:
+            pages += 1
+            if pages > 1000:
+                raise RegistryProtocolError("catalog paging does not end")
+            resp = self.request("GET", url, params=params)
+            if resp.status_code != 200:
+                raise RegistryError(f"catalog refused: HTTP {resp.status_code}")
+            try:
+                body = resp.json()
+            except ValueError as exc:
+                raise RegistryProtocolError("catalog page is not JSON") from exc
+            resources.extend(e["resource"] for e in body.get("entry") or [] if "resource" in e)
+            url = next((link["url"] for link in body.get("link") or [] if link.get("relation") == "next"), None)
+            params = None  # the next link carries its own query
+        return resources
+
+
+def _oauth_error(resp: httpx.Response) -> str:
+    try:
+        return str(resp.json().get("error", ""))
+    except ValueError:
+        return ""
+
+
+def _issue_summary(resp: httpx.Response) -> str:
+    try:
+        issues = resp.json().get("issue") or []
+        return "; ".join(f"{i.get('code')}: {i.get('diagnostics', '')}" for i in issues)[:300]
+    except (ValueError, AttributeError):
+        return ""

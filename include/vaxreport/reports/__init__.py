@@ -1,0 +1,1 @@
+"""Reports people act on: rejected records per caregiver and care unit."""

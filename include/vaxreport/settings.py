@@ -1,0 +1,141 @@
+"""Configuration read from the environment, in the same shape Airflow connections take.
+
+The pipeline has three connections (`nvr_api`, the source, `vaxreport_db`). Airflow reads them from
+`AIRFLOW_CONN_<ID>` variables; the CLI reads the very same variables here, so `make run` and
+`python -m vaxreport run-day` can never disagree about where the data lives. Nothing secret has a
+default in code except the emulator's published development credentials.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+REGISTRY_CONN_ID = "nvr_api"
+LEDGER_CONN_ID = "vaxreport_db"
+DEFAULT_SOURCE_CONN_ID = "vaxreport_source_embedded"
+
+
+@dataclass(frozen=True)
+class ConnectionInfo:
+    """The subset of an Airflow Connection the package needs, without importing Airflow."""
+
+    conn_id: str
+    conn_type: str = ""
+    host: str = ""
+    login: str = ""
+    password: str = field(default="", repr=False)
+    schema: str = ""
+    port: int | None = None
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RegistrySettings:
+    """Where the register is and how to authenticate; every value comes from `nvr_api`."""
+
+    base_url: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    token_url: str
+    scope: str = ""
+    user_agent: str = "vaxreport/0.1.0"
+    timeout_s: float = 30.0
+    max_attempts: int = 6
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 30.0
+
+    @classmethod
+    def from_connection(cls, conn: ConnectionInfo) -> RegistrySettings:
+        base = conn.host.rstrip("/")
+        if not base.startswith(("http://", "https://")):
+            scheme = conn.extra.get("scheme", "https")
+            base = f"{scheme}://{base}" + (f":{conn.port}" if conn.port else "")
+        extra = conn.extra
+        return cls(
+            base_url=base,
+            client_id=conn.login,
+            client_secret=conn.password,
+            token_url=extra.get("token_url") or f"{base}/oauth2/token",
+            scope=extra.get("scope", ""),
+            timeout_s=float(extra.get("timeout_s", 30.0)),
+            max_attempts=int(extra.get("max_attempts", 6)),
+            backoff_base_s=float(extra.get("backoff_base_s", 0.5)),
+            backoff_max_s=float(extra.get("backoff_max_s", 30.0)),
+        )
+
+
+def connection_from_env(conn_id: str, environ: dict[str, str] | None = None) -> ConnectionInfo:
+    """Parse `AIRFLOW_CONN_<ID>` (JSON or URI form, as Airflow accepts both)."""
+    env = os.environ if environ is None else environ
+    key = f"AIRFLOW_CONN_{conn_id.upper()}"
+    raw = env.get(key)
+    if not raw:
+        raise LookupError(f"connection {conn_id!r} is not configured: set {key} (see .env.example)")
+    raw = raw.strip()
+    if raw.startswith("{"):
+        data = json.loads(raw)
+        extra = data.get("extra") or {}
+        if isinstance(extra, str):
+            extra = json.loads(extra) if extra else {}
+        return ConnectionInfo(
+            conn_id=conn_id,
+            conn_type=data.get("conn_type", ""),
+            host=data.get("host", "") or "",
+            login=data.get("login", "") or "",
+            password=data.get("password", "") or "",
+            schema=data.get("schema", "") or "",
+            port=data.get("port"),
+            extra=extra,
+        )
+    parts = urlsplit(raw)
+    return ConnectionInfo(
+        conn_id=conn_id,
+        conn_type=parts.scheme,
+        host=unquote(parts.hostname or ""),
+        login=unquote(parts.username or ""),
+        password=unquote(parts.password or ""),
+        schema=parts.path.lstrip("/"),
+        port=parts.port,
+    )
+
+
+def sqlalchemy_url(conn: ConnectionInfo) -> str:
+    """Turn a database connection into a SQLAlchemy URL.
+
+    SQLite connections name the file in `host` (Airflow's own convention for sqlite).
+    """
+    kind = conn.conn_type.lower()
+    if kind == "sqlite":
+        return f"sqlite:///{conn.host}"
+    if kind in {"postgres", "postgresql"}:
+        auth = conn.login + (f":{conn.password}" if conn.password else "")
+        port = f":{conn.port}" if conn.port else ""
+        return f"postgresql+psycopg2://{auth}@{conn.host}{port}/{conn.schema}"
+    if kind in {"mysql", "mariadb"}:
+        auth = conn.login + (f":{conn.password}" if conn.password else "")
+        port = f":{conn.port}" if conn.port else ""
+        return f"mysql+pymysql://{auth}@{conn.host}{port}/{conn.schema}"
+    raise ValueError(f"connection {conn.conn_id!r} has unsupported type {conn.conn_type!r}")
+
+
+def home() -> Path:
+    """All local state of the embedded default lives here (git-ignored)."""
+    return Path(os.environ.get("VAXREPORT_HOME", "var")).resolve()
+
+
+def reports_dir() -> Path:
+    return Path(os.environ.get("VAXREPORT_REPORTS_DIR", str(home() / "reports"))).resolve()
+
+
+def bundles_dir() -> Path:
+    return home() / "bundles"
+
+
+def source_conn_ids() -> list[str]:
+    """The enabled sources, comma-separated in VAXREPORT_SOURCES."""
+    raw = os.environ.get("VAXREPORT_SOURCES", DEFAULT_SOURCE_CONN_ID)
+    return [s.strip() for s in raw.split(",") if s.strip()]

@@ -1,0 +1,1 @@
+"""Local validation: the register's own rules, applied before anything is sent."""

@@ -1,0 +1,30 @@
+import pytest
+
+from vaxreport.settings import RegistrySettings, connection_from_env, sqlalchemy_url
+
+pytestmark = pytest.mark.unit
+
+
+def test_json_connection_like_airflow():
+    env = {
+        "AIRFLOW_CONN_NVR_API": '{"conn_type": "http", "host": "https://nvr.example.se/api", '
+        '"login": "id", "password": "pw", "extra": {"scope": "nvr"}}'
+    }
+    conn = connection_from_env("nvr_api", env)
+    reg = RegistrySettings.from_connection(conn)
+    assert reg.base_url == "https://nvr.example.se/api"
+    assert reg.token_url == "https://nvr.example.se/api/oauth2/token"
+    assert (reg.client_id, reg.client_secret, reg.scope) == ("id", "pw", "nvr")
+
+
+def test_uri_connection_and_database_urls():
+    conn = connection_from_env("x", {"AIRFLOW_CONN_X": "postgres://u:p%40ss@db.example:5433/ledger"})
+    assert conn.password == "p@ss"
+    assert sqlalchemy_url(conn) == "postgresql+psycopg2://u:p@ss@db.example:5433/ledger"
+    lite = connection_from_env("y", {"AIRFLOW_CONN_Y": '{"conn_type": "sqlite", "host": "/tmp/l.sqlite"}'})
+    assert sqlalchemy_url(lite) == "sqlite:////tmp/l.sqlite"
+
+
+def test_missing_connection_says_which_variable_to_set():
+    with pytest.raises(LookupError, match="AIRFLOW_CONN_NVR_API"):
+        connection_from_env("nvr_api", {})
