@@ -55,9 +55,9 @@ class Emulator:
             self.process.kill()
 
 
-def start_emulator(tmp: Path, *args: str) -> Emulator:
+def start_emulator(tmp: Path, *args: str, port: int | None = None) -> Emulator:
     """The emulator as its own process, exactly as `make run` starts it."""
-    port = free_port()
+    port = port or free_port()
     log_path = tmp / f"emulator-{port}.log"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "include")}
     proc = subprocess.Popen(

@@ -1,0 +1,68 @@
+"""Ledger writes are upserts and guarded updates: repeating one changes nothing."""
+
+import pytest
+import sqlalchemy as sa
+
+from vaxreport.ledger import schema as s
+from vaxreport.ledger import store
+
+pytestmark = pytest.mark.unit
+
+RECORD = {
+    "source": "urn:test",
+    "source_record_id": "R1",
+    "person_id": "201401012385",
+    "vaccine_name": "Priorix",
+    "npl_id": "20990101000061",
+    "batch": "A71CB401",
+    "dose_number": None,
+    "vaccination_date": "2026-11-21",
+    "caregiver_hsa_id": "SE2321000016-0001",
+    "caregiver_name": "Region",
+    "care_unit_hsa_id": "SE2321000016-BVC1",
+    "care_unit_name": "BVC",
+    "record_status": "completed",
+    "registered_at": "2026-11-21 08:00:00",
+}
+
+
+@pytest.fixture
+def ledger(tmp_path):
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+    s.ensure_schema(engine)
+    return engine
+
+
+def test_the_same_version_is_recorded_once(ledger):
+    assert store.record_extracted(ledger, [RECORD], "2026-11-21") == {"extracted": 1, "new_versions": 1}
+    assert store.record_extracted(ledger, [RECORD], "2026-11-21") == {"extracted": 1, "new_versions": 0}
+    assert store.state_counts(ledger, "2026-11-21")["extracted"] == 1
+
+
+def test_a_new_version_supersedes_an_unsent_one_but_not_a_sent_one(ledger):
+    store.record_extracted(ledger, [RECORD], "2026-11-21")
+    store.record_extracted(ledger, [{**RECORD, "batch": "A71CB402"}], "2026-11-21")
+    counts = store.state_counts(ledger, "2026-11-21")
+    assert (counts["superseded"], counts["extracted"]) == (1, 1)
+
+    (row,) = store.rows_in_state(ledger, "2026-11-21", ["extracted"])
+    store.set_outcomes(ledger, [{"id": row["id"], "state": "accepted"}], from_states=["extracted"])
+    store.record_extracted(ledger, [{**RECORD, "batch": "A71CB403"}], "2026-11-21")
+    counts = store.state_counts(ledger, "2026-11-21")
+    assert (counts["accepted"], counts["extracted"]) == (1, 1)
+
+
+def test_outcomes_only_move_rows_from_the_named_states(ledger):
+    store.record_extracted(ledger, [RECORD], "2026-11-21")
+    (row,) = store.rows_in_state(ledger, "2026-11-21", ["extracted"])
+    assert store.set_outcomes(ledger, [{"id": row["id"], "state": "accepted"}], from_states=["submitted"]) == 0
+    assert store.set_outcomes(ledger, [{"id": row["id"], "state": "ready"}], from_states=["extracted"]) == 1
+    assert store.state_counts(ledger, "2026-11-21")["ready"] == 1
+
+
+def test_person_id_is_kept_but_its_key_is_a_hash(ledger):
+    store.record_extracted(ledger, [RECORD], "2026-11-21")
+    (row,) = store.rows_in_state(ledger, "2026-11-21", ["extracted"])
+    assert row["person_id"] == RECORD["person_id"]
+    assert len(row["person_key"]) == 16
+    assert RECORD["person_id"] not in row["person_key"]
