@@ -8,10 +8,12 @@ RECORDS ?= 2000
 
 .PHONY: run test lint venv emulator clean
 
-$(BIN)/.installed: requirements.txt
+$(BIN)/.installed: requirements.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip==26.3
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	# include/ and plugins/ on the venv's path, so `.venv/bin/python -m vaxreport` works anywhere
+	printf '%s\n' "$(CURDIR)/include" "$(CURDIR)/plugins" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/vaxreport-paths.pth"
 	touch $@
 
 venv: $(BIN)/.installed

@@ -61,10 +61,10 @@ def vaccinations_daily():
 
     @task
     def validate_records(extracted: dict) -> dict:
-        from vaxreport.pipeline import refresh_catalog, validate_day
+        from vaxreport.pipeline import ensure_catalog, validate_day
 
         rt, day, _ = _setup()
-        refresh_catalog(rt)
+        ensure_catalog(rt)
         result = validate_day(rt, day)
         return {k: v for k, v in result.items() if k != "unexpected_by_code"}
 

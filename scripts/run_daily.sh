@@ -40,3 +40,8 @@ echo "running vaccinations_daily for $DAY with airflow dags test (log: var/logs/
   > "var/logs/dags-test-$DAY.log" 2>&1 \
   || { tail -40 "var/logs/dags-test-$DAY.log" >&2; echo "the DAG run failed, see var/logs/dags-test-$DAY.log" >&2; exit 1; }
 "$BIN/python" -m vaxreport summary --day "$DAY"
+"$BIN/python" - "$PORT" <<'PY'
+import httpx, sys
+stats = httpx.get(f"http://127.0.0.1:{sys.argv[1]}/admin/stats", timeout=10).json()
+print(f"register emulator: {stats['immunizations']} vaccinations stored (var/register.sqlite)")
+PY

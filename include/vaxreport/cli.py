@@ -9,7 +9,7 @@ import sys
 from collections import Counter
 from datetime import date, timedelta
 
-from vaxreport.settings import DEFAULT_SOURCE_CONN_ID, reports_dir
+from vaxreport.settings import DEFAULT_SOURCE_CONN_ID, load_env_file, reports_dir
 from vaxreport.window import STOCKHOLM
 
 
@@ -109,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    load_env_file()
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -62,11 +62,12 @@ class Runtime:
         if conn_id not in self._engines:
             conn = self.resolve(conn_id)
             url = sqlalchemy_url(conn)
+            # hide_parameters: a database error must not print the personnummer it was writing
             if url.startswith("sqlite:///"):
                 Path(conn.host).parent.mkdir(parents=True, exist_ok=True)
-                engine = sa.create_engine(url, connect_args={"timeout": 60})
+                engine = sa.create_engine(url, connect_args={"timeout": 60}, hide_parameters=True)
             else:
-                engine = sa.create_engine(url, pool_pre_ping=True)
+                engine = sa.create_engine(url, pool_pre_ping=True, hide_parameters=True)
             self._engines[conn_id] = engine
         return self._engines[conn_id]
 
@@ -117,6 +118,22 @@ def refresh_catalog(rt: Runtime) -> int:
     n = cat.store(rt.ledger(), products)
     log.info("vaccine catalog refreshed: %d products", n)
     return n
+
+
+def ensure_catalog(rt: Runtime) -> int:
+    """Refresh the catalog; if the register cannot be reached, go on with the stored one.
+
+    A down register must not stop validation (records would stay unvalidated and unreported);
+    the submission step will meet the outage and mark what it could not send as failed.
+    """
+    try:
+        return refresh_catalog(rt)
+    except RegistryError as exc:
+        stored = len(cat.load(rt.ledger()).products)
+        if not stored:
+            raise
+        log.warning("catalog refresh failed (%s); validating against the stored catalog of %d products", exc, stored)
+        return stored
 
 
 def validate_day(rt: Runtime, day: date, dose_interval_days: int | None = None) -> dict:
@@ -196,14 +213,18 @@ def build_day(rt: Runtime, day: date, dry_run: bool = False) -> dict:
     """
     ledger = rt.ledger()
     rv = s.record_versions
-    if not dry_run:
-        with ledger.begin() as conn:  # failed rows go round again, in new bundles
+    carried: set[int] = set()
+    if not dry_run:  # failed rows of this and earlier days go round again, in new bundles
+        failed = (rv.c.window_day <= day.isoformat(), rv.c.state == s.FAILED)
+        with ledger.begin() as conn:
+            carried = set(conn.execute(sa.select(rv.c.id).where(*failed)).scalars())
             conn.execute(
-                sa.update(rv)
-                .where(rv.c.window_day == day.isoformat(), rv.c.state == s.FAILED)
-                .values(state=s.READY, bundle_id=None, updated_at=store.now_text())
+                sa.update(rv).where(*failed).values(state=s.READY, bundle_id=None, updated_at=store.now_text())
             )
+        if carried:
+            log.info("%d records that failed earlier are sent again", len(carried))
     rows = [r for r in store.rows_in_state(ledger, day.isoformat(), [s.READY]) if r["bundle_id"] is None]
+    rows += [r for r in store.rows_by_id(ledger, carried) if r["window_day"] != day.isoformat()]
     ordered = fb.send_order(rows)
     n_bundles = 0
     if dry_run:
@@ -284,8 +305,10 @@ def submit_day(rt: Runtime, day: date, dry_run: bool = False) -> dict:
             try:
                 answers = client.post_bundle(bundle, request_id=request_id)
             except RegistryUnavailable as exc:
+                # the register is down: stop here; this and the unsent bundles fail, the next run resends
                 log.error("register unavailable, stopping this run: %s", exc)
-                _fail_rows(ledger, bundle_row["id"], "REGISTER-UNAVAILABLE")
+                for unsent in pending[pending.index(bundle_row) :]:
+                    _fail_rows(ledger, unsent["id"], "REGISTER-UNAVAILABLE")
                 break
             except RegistryError as exc:
                 log.error("bundle %s not accepted as a whole: %s", bundle_row["bundle_uuid"], exc)
@@ -311,7 +334,7 @@ def _fail_rows(ledger: sa.Engine, bundle_id: int, code: str) -> None:
     with ledger.begin() as conn:
         conn.execute(
             sa.update(rv)
-            .where(rv.c.bundle_id == bundle_id, rv.c.state == s.SUBMITTED)
+            .where(rv.c.bundle_id == bundle_id, rv.c.state.in_([s.READY, s.SUBMITTED]))
             .values(state=s.FAILED, code=code, updated_at=store.now_text())
         )
     _finish_bundle(ledger, bundle_id, "failed")
@@ -348,7 +371,7 @@ def report_day(rt: Runtime, day: date, sent: int) -> dict:
 def run_day(rt: Runtime, day: date, dry_run: bool = False) -> dict:
     """All steps for one day, in order: what the DAG does, without Airflow."""
     extract_day(rt, day)
-    refresh_catalog(rt)
+    ensure_catalog(rt)
     validate_day(rt, day)
     build_day(rt, day, dry_run=dry_run)
     sent = submit_day(rt, day, dry_run=dry_run)["sent"]

@@ -122,6 +122,28 @@ def sqlalchemy_url(conn: ConnectionInfo) -> str:
     raise ValueError(f"connection {conn.conn_id!r} has unsupported type {conn.conn_type!r}")
 
 
+def load_env_file(path: Path | None = None) -> Path | None:
+    """Fill unset variables from `.env` (else `.env.example`) in the working directory.
+
+    This is what makes `python -m vaxreport run-day` work from the repository root with the
+    embedded default and nothing exported; variables already set always win.
+    """
+    candidates = [path] if path else [Path(".env"), Path(".env.example")]
+    chosen = next((p for p in candidates if p and p.is_file()), None)
+    if chosen is None:
+        return None
+    for line in chosen.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, value = line.split("=", 1)
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        os.environ.setdefault(key.strip(), value)
+    return chosen
+
+
 def home() -> Path:
     """All local state of the embedded default lives here (git-ignored)."""
     return Path(os.environ.get("VAXREPORT_HOME", "var")).resolve()

@@ -28,3 +28,17 @@ def test_uri_connection_and_database_urls():
 def test_missing_connection_says_which_variable_to_set():
     with pytest.raises(LookupError, match="AIRFLOW_CONN_NVR_API"):
         connection_from_env("nvr_api", {})
+
+
+def test_env_file_fills_only_unset_variables(tmp_path, monkeypatch):
+    from vaxreport.settings import load_env_file
+
+    env_file = tmp_path / ".env"
+    env_file.write_text('# comment\nVX_A=\'{"x": 1}\'\nVX_B=plain\n\nVX_C="q"\n')
+    monkeypatch.setenv("VX_B", "already")
+    monkeypatch.delenv("VX_A", raising=False)
+    monkeypatch.delenv("VX_C", raising=False)
+    assert load_env_file(env_file) == env_file
+    import os
+
+    assert (os.environ["VX_A"], os.environ["VX_B"], os.environ["VX_C"]) == ('{"x": 1}', "already", "q")

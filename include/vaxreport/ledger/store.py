@@ -129,6 +129,15 @@ def rows_in_state(engine: sa.Engine, window_day: str, states: Iterable[str]) -> 
         return [dict(r) for r in result.mappings()]
 
 
+def rows_by_id(engine: sa.Engine, ids: Iterable[int]) -> list[dict]:
+    rv = s.record_versions
+    out: list[dict] = []
+    with engine.connect() as conn:
+        for chunk in _chunks(sorted(ids), 500):
+            out.extend(dict(r) for r in conn.execute(sa.select(rv).where(rv.c.id.in_(chunk))).mappings())
+    return out
+
+
 def rows_of_bundle(engine: sa.Engine, bundle_id: int, states: Iterable[str]) -> list[dict]:
     rv = s.record_versions
     with engine.connect() as conn:
