@@ -8,6 +8,7 @@ set -a
 # shellcheck disable=SC1090
 source "$ENV_FILE"
 set +a
+export VAXREPORT_ROOT="$ROOT"
 export PYTHONPATH="$ROOT/include:$ROOT/plugins${PYTHONPATH:+:$PYTHONPATH}"
 export AIRFLOW_HOME="${AIRFLOW_HOME:-$ROOT/var/airflow}"
 export AIRFLOW__CORE__DAGS_FOLDER="$ROOT/dags"

@@ -63,8 +63,8 @@ class Runtime:
             conn = self.resolve(conn_id)
             url = sqlalchemy_url(conn)
             # hide_parameters: a database error must not print the personnummer it was writing
-            if url.startswith("sqlite:///"):
-                Path(conn.host).parent.mkdir(parents=True, exist_ok=True)
+            if url.drivername == "sqlite":
+                Path(url.database).parent.mkdir(parents=True, exist_ok=True)
                 engine = sa.create_engine(url, connect_args={"timeout": 60}, hide_parameters=True)
             else:
                 engine = sa.create_engine(url, pool_pre_ping=True, hide_parameters=True)
@@ -147,7 +147,7 @@ def validate_day(rt: Runtime, day: date, dose_interval_days: int | None = None) 
     if not catalog.products:
         refresh_catalog(rt)
         catalog = cat.load(ledger)
-    rows = store.rows_in_state(ledger, day.isoformat(), [s.EXTRACTED])
+    rows = store.rows_in_state(ledger, day.isoformat(), [s.EXTRACTED], up_to=True)
     outcomes: list[dict] = []
     in_scope = []
     for row in rows:
@@ -168,7 +168,7 @@ def validate_day(rt: Runtime, day: date, dose_interval_days: int | None = None) 
     if in_scope:
         frame = pd.DataFrame(in_scope)
         covid = [npl for npl, p in catalog.products.items() if p.programme == "covid19"]
-        history = store.person_history(ledger, list(frame["person_id"]), covid)
+        history = store.person_history(ledger, list(frame["person_key"]), covid)
         interval = dose_interval_days or int(os.environ.get("VAXREPORT_DOSE_INTERVAL_DAYS", "21"))
         derived = suite.derive_columns(frame, catalog, day, history, interval)
         failures, summary = suite.run_suite(derived, catalog)
@@ -213,18 +213,16 @@ def build_day(rt: Runtime, day: date, dry_run: bool = False) -> dict:
     """
     ledger = rt.ledger()
     rv = s.record_versions
-    carried: set[int] = set()
     if not dry_run:  # failed rows of this and earlier days go round again, in new bundles
-        failed = (rv.c.window_day <= day.isoformat(), rv.c.state == s.FAILED)
         with ledger.begin() as conn:
-            carried = set(conn.execute(sa.select(rv.c.id).where(*failed)).scalars())
-            conn.execute(
-                sa.update(rv).where(*failed).values(state=s.READY, bundle_id=None, updated_at=store.now_text())
-            )
-        if carried:
-            log.info("%d records that failed earlier are sent again", len(carried))
-    rows = [r for r in store.rows_in_state(ledger, day.isoformat(), [s.READY]) if r["bundle_id"] is None]
-    rows += [r for r in store.rows_by_id(ledger, carried) if r["window_day"] != day.isoformat()]
+            retried = conn.execute(
+                sa.update(rv)
+                .where(rv.c.window_day <= day.isoformat(), rv.c.state == s.FAILED)
+                .values(state=s.READY, bundle_id=None, updated_at=store.now_text())
+            ).rowcount
+        if retried:
+            log.info("%d records that failed earlier are sent again", retried)
+    rows = [r for r in store.rows_in_state(ledger, day.isoformat(), [s.READY], up_to=True) if r["bundle_id"] is None]
     ordered = fb.send_order(rows)
     n_bundles = 0
     if dry_run:
@@ -273,7 +271,7 @@ def submit_day(rt: Runtime, day: date, dry_run: bool = False) -> dict:
         pending = (
             conn.execute(
                 sa.select(bt)
-                .where(bt.c.window_day == day.isoformat(), bt.c.state.in_(["built", "sent"]))
+                .where(bt.c.window_day <= day.isoformat(), bt.c.state.in_(["built", "sent"]))
                 .order_by(bt.c.id)
             )
             .mappings()

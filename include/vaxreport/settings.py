@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+import sqlalchemy as sa
+
 REGISTRY_CONN_ID = "nvr_api"
 LEDGER_CONN_ID = "vaxreport_db"
 DEFAULT_SOURCE_CONN_ID = "vaxreport_source_embedded"
@@ -47,6 +49,8 @@ class RegistrySettings:
     max_attempts: int = 6
     backoff_base_s: float = 0.5
     backoff_max_s: float = 30.0
+    retry_after_max_s: float = 600.0
+    plain_http_hosts: tuple[str, ...] = ()
 
     @classmethod
     def from_connection(cls, conn: ConnectionInfo) -> RegistrySettings:
@@ -65,6 +69,8 @@ class RegistrySettings:
             max_attempts=int(extra.get("max_attempts", 6)),
             backoff_base_s=float(extra.get("backoff_base_s", 0.5)),
             backoff_max_s=float(extra.get("backoff_max_s", 30.0)),
+            retry_after_max_s=float(extra.get("retry_after_max_s", 600.0)),
+            plain_http_hosts=tuple(extra.get("plain_http_hosts", ())),
         )
 
 
@@ -103,23 +109,37 @@ def connection_from_env(conn_id: str, environ: dict[str, str] | None = None) -> 
     )
 
 
-def sqlalchemy_url(conn: ConnectionInfo) -> str:
-    """Turn a database connection into a SQLAlchemy URL.
+def sqlalchemy_url(conn: ConnectionInfo) -> sa.URL:
+    """Turn a database connection into a SQLAlchemy URL (credentials escaped by SQLAlchemy).
 
-    SQLite connections name the file in `host` (Airflow's own convention for sqlite).
+    SQLite connections name the file in `host` (Airflow's own convention for sqlite); a relative
+    path is taken from VAXREPORT_ROOT (the repository), so every process finds the same file.
     """
     kind = conn.conn_type.lower()
     if kind == "sqlite":
-        return f"sqlite:///{conn.host}"
-    if kind in {"postgres", "postgresql"}:
-        auth = conn.login + (f":{conn.password}" if conn.password else "")
-        port = f":{conn.port}" if conn.port else ""
-        return f"postgresql+psycopg2://{auth}@{conn.host}{port}/{conn.schema}"
-    if kind in {"mysql", "mariadb"}:
-        auth = conn.login + (f":{conn.password}" if conn.password else "")
-        port = f":{conn.port}" if conn.port else ""
-        return f"mysql+pymysql://{auth}@{conn.host}{port}/{conn.schema}"
-    raise ValueError(f"connection {conn.conn_id!r} has unsupported type {conn.conn_type!r}")
+        return sa.URL.create("sqlite", database=str(resolve_path(conn.host)))
+    drivers = {
+        "postgres": "postgresql+psycopg2",
+        "postgresql": "postgresql+psycopg2",
+        "mysql": "mysql+pymysql",
+        "mariadb": "mysql+pymysql",
+    }
+    if kind not in drivers:
+        raise ValueError(f"connection {conn.conn_id!r} has unsupported type {conn.conn_type!r}")
+    return sa.URL.create(
+        drivers[kind],
+        username=conn.login or None,
+        password=conn.password or None,
+        host=conn.host or None,
+        port=conn.port,
+        database=conn.schema or None,
+    )
+
+
+def resolve_path(path: str | Path) -> Path:
+    """A configured path, relative ones taken from VAXREPORT_ROOT (default: the working directory)."""
+    p = Path(path)
+    return p if p.is_absolute() else Path(os.environ.get("VAXREPORT_ROOT", ".")).resolve() / p
 
 
 def load_env_file(path: Path | None = None) -> Path | None:
@@ -146,11 +166,11 @@ def load_env_file(path: Path | None = None) -> Path | None:
 
 def home() -> Path:
     """All local state of the embedded default lives here (git-ignored)."""
-    return Path(os.environ.get("VAXREPORT_HOME", "var")).resolve()
+    return resolve_path(os.environ.get("VAXREPORT_HOME", "var"))
 
 
 def reports_dir() -> Path:
-    return Path(os.environ.get("VAXREPORT_REPORTS_DIR", str(home() / "reports"))).resolve()
+    return resolve_path(os.environ.get("VAXREPORT_REPORTS_DIR", str(home() / "reports")))
 
 
 def bundles_dir() -> Path:

@@ -8,7 +8,7 @@ pytestmark = pytest.mark.unit
 ROW = {
     "source": "urn:vaxreport:source:embedded-journal",
     "source_record_id": "EMB-20261121-000001",
-    "person_id": "201401012385",
+    "person_id": "201401012396",
     "vaccine_name": "Comirnaty JN.1",
     "npl_id": "20990101000181",
     "batch": "HH8191",
@@ -56,7 +56,10 @@ def test_bundle_parses_as_r4_and_refuses_more_than_100():
 
 
 def test_samordningsnummer_gets_its_own_system_and_free_text_vaccine_has_no_code():
-    entry = fb.immunization_entry({**ROW, "person_id": "189001619808", "npl_id": None, "vaccine_name": "Prioirx"})
+    from vaxreport.synthetic.generate import samordningsnummer_for
+
+    sam = samordningsnummer_for("189001019802")
+    entry = fb.immunization_entry({**ROW, "person_id": sam, "npl_id": None, "vaccine_name": "Prioirx"})
     patient = entry["resource"]["contained"][0]
     assert patient["identifier"][0]["system"] == fb.SAMORDNINGSNUMMER
     assert entry["resource"]["vaccineCode"] == {"text": "Prioirx"}

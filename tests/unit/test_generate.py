@@ -1,5 +1,6 @@
 from collections import Counter
 from datetime import date
+from itertools import pairwise
 
 import pytest
 
@@ -55,3 +56,29 @@ def test_late_registrations_and_several_caregivers():
 def test_defect_rate_zero_gives_no_defects():
     records = generate_day(DAY, records=500, seed=2, defect_rate=0.0, out_of_scope_rate=0.0)
     assert {r.defect for r in records} == {"none"}
+
+
+@pytest.mark.slow
+def test_days_never_collide_by_accident_over_two_months():
+    """Across 50 consecutive days, the only same person+vaccine+date pairs are the injected double
+    registrations, and the only COVID-19 doses under 21 days apart are the injected too-soon pairs:
+    otherwise the ground truth of a multi-day run would be wrong."""
+    from datetime import timedelta
+
+    keys: dict[tuple[str, str, str], str] = {}
+    covid: dict[str, list[tuple[date, str]]] = {}
+    for offset in range(50):
+        day = date(2026, 9, 1) + timedelta(days=offset)
+        for r in generate_day(day, records=1500, seed=1):
+            if r.defect not in {"none", "duplicate_registration"}:
+                continue
+            key = (r.patient_id, r.npl_id or "", r.vaccination_date)
+            if key in keys:
+                assert r.defect == "duplicate_registration", (keys[key], r.record_id)
+            keys[key] = r.record_id
+            if r.programme == "covid19":
+                covid.setdefault(r.patient_id, []).append((date.fromisoformat(r.vaccination_date), r.record_id))
+    for doses in covid.values():
+        doses.sort()
+        for (a, ida), (b, idb) in pairwise(doses):
+            assert a == b or (b - a).days >= 21, (ida, idb)

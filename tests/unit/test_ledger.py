@@ -11,7 +11,7 @@ pytestmark = pytest.mark.unit
 RECORD = {
     "source": "urn:test",
     "source_record_id": "R1",
-    "person_id": "201401012385",
+    "person_id": "201401012396",
     "vaccine_name": "Priorix",
     "npl_id": "20990101000061",
     "batch": "A71CB401",

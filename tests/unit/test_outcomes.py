@@ -52,7 +52,7 @@ def test_rejection_keeps_the_registers_code_and_adds_english():
     out = interpret({"response": {"status": "422 Unprocessable Entity", "outcome": _outcome("BATCH-MISMATCH")}})
     assert out["state"] == "rejected_register"
     assert out["code"] == "BATCH-MISMATCH"
-    assert out["reason_sv"] == "text"
+    assert out["reason_sv"] == "Satsnumret hör till ett annat vaccin"
     assert "batch" in out["reason_en"]
 
 
@@ -70,3 +70,11 @@ def test_rejection_keeps_the_registers_code_and_adds_english():
 )
 def test_anything_unreadable_is_failed_never_accepted(entry):
     assert interpret(entry)["state"] == "failed"
+
+
+def test_register_free_text_is_scrubbed_of_person_ids():
+    outcome = _outcome("SOMETHING-NEW")
+    outcome["issue"][0]["diagnostics"] = "Personen 18900101-9802 / 189001019802 / 900101+9802 saknas"
+    out = interpret({"response": {"status": "422 Unprocessable Entity", "outcome": outcome}})
+    assert out["state"] == "rejected_register"
+    assert out["reason_sv"] == "Personen [person-id] / [person-id] / [person-id] saknas"

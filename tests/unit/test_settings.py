@@ -20,9 +20,23 @@ def test_json_connection_like_airflow():
 def test_uri_connection_and_database_urls():
     conn = connection_from_env("x", {"AIRFLOW_CONN_X": "postgres://u:p%40ss@db.example:5433/ledger"})
     assert conn.password == "p@ss"
-    assert sqlalchemy_url(conn) == "postgresql+psycopg2://u:p@ss@db.example:5433/ledger"
+    url = sqlalchemy_url(conn)
+    assert (url.drivername, url.password, url.host, url.port, url.database) == (
+        "postgresql+psycopg2",
+        "p@ss",
+        "db.example",
+        5433,
+        "ledger",
+    )
+    assert "p@ss" not in str(url)  # rendered URLs hide the password
     lite = connection_from_env("y", {"AIRFLOW_CONN_Y": '{"conn_type": "sqlite", "host": "/tmp/l.sqlite"}'})
-    assert sqlalchemy_url(lite) == "sqlite:////tmp/l.sqlite"
+    assert sqlalchemy_url(lite).database == "/tmp/l.sqlite"
+
+
+def test_relative_sqlite_paths_are_taken_from_the_root(monkeypatch, tmp_path):
+    monkeypatch.setenv("VAXREPORT_ROOT", str(tmp_path))
+    lite = connection_from_env("y", {"AIRFLOW_CONN_Y": '{"conn_type": "sqlite", "host": "var/l.sqlite"}'})
+    assert sqlalchemy_url(lite).database == str(tmp_path / "var" / "l.sqlite")
 
 
 def test_missing_connection_says_which_variable_to_set():

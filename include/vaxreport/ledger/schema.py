@@ -32,6 +32,7 @@ STATES = (
 # States that still need work from a later step or run.
 OPEN_STATES = (EXTRACTED, READY, SUBMITTED, FAILED)
 
+# Journal-supplied values are Text: an over-long value in one row must not fail a whole insert.
 record_versions = sa.Table(
     "record_versions",
     metadata,
@@ -44,19 +45,19 @@ record_versions = sa.Table(
     sa.Column("code", sa.String(40)),
     sa.Column("reason_sv", sa.Text),
     sa.Column("reason_en", sa.Text),
-    sa.Column("person_id", sa.String(40), nullable=False),  # personal data: never logged
+    sa.Column("person_id", sa.Text, nullable=False),  # personal data: never logged
     sa.Column("person_key", sa.String(16), nullable=False),  # keyed hash, safe to show
-    sa.Column("vaccine_name", sa.String(200)),
-    sa.Column("npl_id", sa.String(40)),
-    sa.Column("batch", sa.String(120)),
+    sa.Column("vaccine_name", sa.Text),
+    sa.Column("npl_id", sa.Text),
+    sa.Column("batch", sa.Text),
     sa.Column("dose_number", sa.Integer),
-    sa.Column("vaccination_date", sa.String(40)),
-    sa.Column("caregiver_hsa_id", sa.String(64)),
-    sa.Column("caregiver_name", sa.String(255)),
-    sa.Column("care_unit_hsa_id", sa.String(64)),
-    sa.Column("care_unit_name", sa.String(255)),
+    sa.Column("vaccination_date", sa.Text),
+    sa.Column("caregiver_hsa_id", sa.Text),
+    sa.Column("caregiver_name", sa.Text),
+    sa.Column("care_unit_hsa_id", sa.Text),
+    sa.Column("care_unit_name", sa.Text),
     sa.Column("record_status", sa.String(20), nullable=False),
-    sa.Column("registered_at", sa.String(40)),
+    sa.Column("registered_at", sa.Text),
     sa.Column("register_id", sa.String(64)),
     sa.Column("bundle_id", sa.Integer),
     sa.Column("first_seen_at", sa.String(32), nullable=False),

@@ -113,19 +113,20 @@ def _supersede_older(conn: sa.Connection, keys: list[tuple[str, str, str]]) -> N
                 rv.c.source == source,
                 rv.c.source_record_id == record_id,
                 rv.c.version_hash != vhash,
+                # never sent, or sent and failed: only the newest content may go out
                 rv.c.state.in_([s.EXTRACTED, s.READY, s.FAILED, s.REJECTED_LOCAL]),
-                rv.c.bundle_id.is_(None),
             )
-            .values(state=s.SUPERSEDED, updated_at=now_text())
+            .values(state=s.SUPERSEDED, bundle_id=None, updated_at=now_text())
         )
 
 
-def rows_in_state(engine: sa.Engine, window_day: str, states: Iterable[str]) -> list[dict]:
+def rows_in_state(engine: sa.Engine, window_day: str, states: Iterable[str], up_to: bool = False) -> list[dict]:
+    """Rows of one window in these states; with `up_to`, of that window and every earlier one
+    (open work a run left behind is picked up by the next run)."""
     rv = s.record_versions
+    day = rv.c.window_day <= window_day if up_to else rv.c.window_day == window_day
     with engine.connect() as conn:
-        result = conn.execute(
-            sa.select(rv).where(rv.c.window_day == window_day, rv.c.state.in_(list(states))).order_by(rv.c.id)
-        )
+        result = conn.execute(sa.select(rv).where(day, rv.c.state.in_(list(states))).order_by(rv.c.id))
         return [dict(r) for r in result.mappings()]
 
 
@@ -178,18 +179,19 @@ def state_counts(engine: sa.Engine, window_day: str) -> dict[str, int]:
     return dict(counts)
 
 
-def person_history(engine: sa.Engine, person_ids: list[str], npl_ids: list[str]) -> list[dict]:
-    """Doses of these persons and products already on their way to, or in, the register."""
-    if not person_ids or not npl_ids:
+def person_history(engine: sa.Engine, person_keys: list[str], npl_ids: list[str]) -> list[dict]:
+    """Given doses of these persons (by key) and products, already in or on their way to the register."""
+    if not person_keys or not npl_ids:
         return []
     rv = s.record_versions
-    live = [s.READY, s.SUBMITTED, s.ACCEPTED]
+    live = [s.READY, s.SUBMITTED, s.ACCEPTED, s.FAILED]
     out: list[dict] = []
     with engine.connect() as conn:
-        for chunk in _chunks(sorted(set(person_ids)), 500):
+        for chunk in _chunks(sorted(set(person_keys)), 500):
             result = conn.execute(
-                sa.select(rv.c.person_id, rv.c.vaccination_date, rv.c.source, rv.c.source_record_id).where(
-                    rv.c.person_id.in_(chunk),
+                sa.select(rv.c.person_key, rv.c.vaccination_date, rv.c.source, rv.c.source_record_id).where(
+                    rv.c.person_key.in_(chunk),
+                    rv.c.record_status == "completed",
                     rv.c.npl_id.in_(npl_ids),
                     rv.c.state.in_(live),
                 )

@@ -54,10 +54,11 @@ def is_loopback(url: str) -> bool:
         return False
 
 
-def check_url(url: str) -> None:
-    """Plain HTTP only to loopback (the emulator); anything else must be HTTPS."""
+def check_url(url: str, plain_http_hosts: tuple[str, ...] = ()) -> None:
+    """Plain HTTP only to loopback (the emulator) or a host named in the connection's
+    `plain_http_hosts` (the emulator inside a compose network); anything else must be HTTPS."""
     scheme = urlsplit(url).scheme
-    if scheme == "https" or (scheme == "http" and is_loopback(url)):
+    if scheme == "https" or (scheme == "http" and (is_loopback(url) or urlsplit(url).hostname in plain_http_hosts)):
         return
     raise RegistryError(f"refusing {scheme or 'schemeless'} URL to a non-loopback host: use https")
 
@@ -73,8 +74,8 @@ class RegistryClient:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        check_url(settings.base_url)
-        check_url(settings.token_url)
+        check_url(settings.base_url, settings.plain_http_hosts)
+        check_url(settings.token_url, settings.plain_http_hosts)
         self.settings = settings
         self.context_id = context_id or str(uuid.uuid4())
         self._on_token = on_token
@@ -136,7 +137,7 @@ class RegistryClient:
     ) -> httpx.Response:
         """One logical call: retried on transient failures with the same X-Request-ID."""
         url = path_or_url if path_or_url.startswith("http") else f"{self.settings.base_url}{path_or_url}"
-        check_url(url)
+        check_url(url, self.settings.plain_http_hosts)
         rid = request_id or str(uuid.uuid4())
         refreshed = False
         while True:
@@ -188,9 +189,9 @@ class RegistryClient:
 
     def _backoff(self, attempt: int, retry_after: str | None) -> float:
         """Retry-After when the register says so; else exponential with full jitter."""
-        if retry_after:
+        if retry_after:  # the register knows best: wait as long as it asks, up to its own limit
             try:
-                return min(float(retry_after), self.settings.backoff_max_s)
+                return min(max(float(retry_after), 0.0), self.settings.retry_after_max_s)
             except ValueError:
                 pass
         ceiling = min(self.settings.backoff_max_s, self.settings.backoff_base_s * 2 ** (attempt - 1))
@@ -249,6 +250,8 @@ def _oauth_error(resp: httpx.Response) -> str:
 def _issue_summary(resp: httpx.Response) -> str:
     try:
         issues = resp.json().get("issue") or []
-        return "; ".join(f"{i.get('code')}: {i.get('diagnostics', '')}" for i in issues)[:300]
+        from vaxreport.registry.outcomes import scrub
+
+        return scrub("; ".join(f"{i.get('code')}: {i.get('diagnostics', '')}" for i in issues))[:300]
     except (ValueError, AttributeError):
         return ""

@@ -13,6 +13,13 @@ from vaxreport.validation.reasons import reason
 
 NVR_ERROR_SYSTEM = "urn:vaxreport:nvr-error"
 _LOCATION = re.compile(r"^Immunization/([^/]+)")
+_PERSON_ID_SHAPED = re.compile(r"\d{6}(?:\d{2})?[-+]?\d{4}")
+
+
+def scrub(text: str) -> str:
+    """The register's free text goes into reports and logs: take out anything shaped like a
+    personnummer before it does (the real register's texts are not known in advance)."""
+    return _PERSON_ID_SHAPED.sub("[person-id]", text)
 
 
 def _nvr_code(outcome: dict | None) -> tuple[str | None, str]:
@@ -34,6 +41,7 @@ def interpret(entry: dict) -> dict:
     except (ValueError, IndexError):
         return {"state": s.FAILED, "code": "UNREADABLE-ANSWER"}
     code, diagnostics = _nvr_code(response.get("outcome"))
+    diagnostics = scrub(diagnostics)
     match = _LOCATION.match(str(response.get("location") or ""))
     register_id = match.group(1) if match else None
     if status in (200, 201):
@@ -52,7 +60,8 @@ def interpret(entry: dict) -> dict:
         return {
             "state": s.REJECTED_REGISTER,
             "code": code,
-            "reason_sv": diagnostics or (known.sv if known else None),
+            # our own text for codes we know: it is the one the report explains how to fix
+            "reason_sv": known.sv if known else (diagnostics or None),
             "reason_en": known.en if known else None,
             "register_id": register_id,
         }

@@ -74,6 +74,10 @@ def to_canonical(row) -> dict:
         return str(value).strip()
 
     dose = row["dose_number"]
+    try:  # an unreadable dose number is a missing one (DOSE-MISSING for COVID-19), never a crash
+        dose = int(dose) if dose not in (None, "") else None
+    except (TypeError, ValueError):
+        dose = None
     return {
         "source": SYSTEM_URI,
         "source_record_id": str(row["record_id"]),
@@ -81,7 +85,7 @@ def to_canonical(row) -> dict:
         "vaccine_name": text(row["vaccine_name"]) or "",
         "npl_id": text(row["npl_id"]) or None,
         "batch": text(row["batch"]) or None,
-        "dose_number": int(dose) if dose not in (None, "") else None,
+        "dose_number": dose,
         "vaccination_date": text(row["vaccination_date"]) or "",
         "caregiver_hsa_id": text(row["caregiver_hsa_id"]) or "",
         "caregiver_name": text(row["caregiver_name"]) or "",

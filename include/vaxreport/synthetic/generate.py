@@ -27,7 +27,10 @@ if TYPE_CHECKING:
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 CHILD_CYCLE_DAYS = 15
-ADULT_CYCLE_DAYS = 40
+# An adult's doses of one registration day span up to 21 days (a late registration 14 days back,
+# and the injected too-soon pair a week before that); 45 days between their registration days keeps
+# them more than the 21-day COVID-19 interval apart from any other day's doses.
+ADULT_CYCLE_DAYS = 45
 LATE_DAYS_MAX = 14
 CHILD_BORN_FROM = 2007  # a fixed split, so a person's cycle never changes at a new year
 SYSTEM_PREFIX = "EMB"
@@ -150,10 +153,12 @@ class _PersonPool:
     def pick(self, rng: random.Random, product: dict, on: date) -> str | None:
         lo_year = on.year - product["max_age"]
         hi_year = on.year - product["min_age"]
+        covid = product.get("programme") == "covid19"
         years = [y for y in self.by_year if lo_year <= y <= hi_year]
+        if covid:  # only people on the adult cycle, whose days are far enough apart
+            years = [y for y in years if y < CHILD_BORN_FROM]
         if not years:  # the test list ends before the youngest cohorts: vaccinate the youngest we have
             years = sorted(y for y in self.by_year if y < on.year)[-2:]
-        covid = product.get("programme") == "covid19"
         for _ in range(40):
             pnr = rng.choice(self.by_year[rng.choice(years)])
             if _birth_date(pnr) + timedelta(days=42) > on:

@@ -74,7 +74,12 @@ def derive_columns(
     df["person_ok"] = births.notna()
     df["caregiver_hsa_id"] = df["caregiver_hsa_id"].fillna("")
     df["care_unit_hsa_id"] = df["care_unit_hsa_id"].fillna("")
+    df["units_ok"] = [
+        bool(re.match(HSA_ID, a)) and bool(re.match(HSA_ID, b)) and len(a) <= 31 and len(b) <= 31
+        for a, b in zip(df["caregiver_hsa_id"], df["care_unit_hsa_id"], strict=True)
+    ]
     df["vaccination_date"] = df["vaccination_date"].fillna("")
+    df["date_ok"] = dates.notna()  # strptime would take 2026-1-5; the register wants YYYY-MM-DD
     df["batch_given"] = df["batch"].map(lambda b: b if b and str(b).strip() else None)
 
     plausible, lot_ok, dose_ok = [], [], []
@@ -104,11 +109,12 @@ def _dose_interval_ok(
     with the doses already accepted or on their way, and with the earlier ones of this window.
     """
     covid = {npl for npl, p in catalog.products.items() if p.programme == "covid19"}
+    validating = set(zip(df["source"], df["source_record_id"], strict=True))
     kept: dict[str, list[date]] = {}
     for h in history:
         d = parse_date(h["vaccination_date"])
-        if d is not None:
-            kept.setdefault(h["person_id"], []).append(d)
+        if d is not None and (h["source"], h["source_record_id"]) not in validating:  # not its own old version
+            kept.setdefault(h["person_key"], []).append(d)
     result = [True] * len(df)
     order = sorted(
         range(len(df)), key=lambda i: (str(df["vaccination_date"].iat[i]), str(df["source_record_id"].iat[i]))
@@ -116,17 +122,18 @@ def _dose_interval_ok(
     gap = timedelta(days=interval_days)
     for i in order:
         product, on = products[i], dates.iat[i]
-        if product is None or product.npl_id not in covid or on is None:
-            continue
+        if product is None or product.npl_id not in covid or on is None or df["record_status"].iat[i] != "completed":
+            continue  # the register checks intervals between given doses only
         if not (
             df["person_ok"].iat[i]
+            and df["units_ok"].iat[i]
             and df["date_plausible"].iat[i]
             and df["batch_given"].iat[i]
             and df["batch_matches"].iat[i]
             and df["dose_present"].iat[i]
         ):
             continue  # rejected for another reason: it will not reach the register
-        person = df["person_id"].iat[i]
+        person = df["person_key"].iat[i]
         if any(other != on and abs(other - on) < gap for other in kept.get(person, [])):
             result[i] = False
             continue
@@ -143,9 +150,10 @@ def build_suite(catalog: Catalog):
     for exp in (
         e.ExpectColumnValuesToMatchRegex(column="person_id", regex=r"^\d{12}$", meta={"code": "PERSONID-FORMAT"}),
         e.ExpectColumnValuesToBeInSet(column="person_ok", value_set=[True], meta={"code": "PERSONID-FORMAT"}),
-        e.ExpectColumnValuesToMatchStrftimeFormat(
-            column="vaccination_date", strftime_format="%Y-%m-%d", meta={"code": "DATE-FORMAT"}
+        e.ExpectColumnValuesToMatchRegex(
+            column="vaccination_date", regex=r"^\d{4}-\d{2}-\d{2}$", meta={"code": "DATE-FORMAT"}
         ),
+        e.ExpectColumnValuesToBeInSet(column="date_ok", value_set=[True], meta={"code": "DATE-FORMAT"}),
         e.ExpectColumnValuesToMatchRegex(column="caregiver_hsa_id", regex=HSA_ID, meta={"code": "UNIT-FORMAT"}),
         e.ExpectColumnValuesToMatchRegex(column="care_unit_hsa_id", regex=HSA_ID, meta={"code": "UNIT-FORMAT"}),
         e.ExpectColumnValueLengthsToBeBetween(column="care_unit_hsa_id", max_value=31, meta={"code": "UNIT-FORMAT"}),
