@@ -162,6 +162,8 @@ def validate_day(rt: Runtime, day: date, dose_interval_days: int | None = None) 
                     "reason_en": text.en,
                 }
             )
+        elif row["record_status"] == "entered-in-error":
+            outcomes.append({"id": row["id"], "state": s.READY})  # a void is deleted, not validated
         else:
             in_scope.append(row)
     summary: dict = {"rows": 0}
@@ -223,6 +225,13 @@ def build_day(rt: Runtime, day: date, dry_run: bool = False) -> dict:
         if retried:
             log.info("%d records that failed earlier are sent again", retried)
     rows = [r for r in store.rows_in_state(ledger, day.isoformat(), [s.READY], up_to=True) if r["bundle_id"] is None]
+    targets = store.register_targets(ledger, rows)
+    for row in rows:
+        row["register_id"] = targets.get(row["id"])
+    voids = [r for r in rows if r["record_status"] == "entered-in-error"]
+    rows = [r for r in rows if r["record_status"] != "entered-in-error"]
+    if not dry_run:
+        _plan_voids_and_updates(ledger, voids, rows)
     ordered = fb.send_order(rows)
     n_bundles = 0
     if dry_run:
@@ -236,7 +245,13 @@ def build_day(rt: Runtime, day: date, dry_run: bool = False) -> dict:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 json.dump(fb.batch_bundle([fb.immunization_entry(r) for r in chunk]), fh, ensure_ascii=False)
-        log.info("dry run: wrote %d bundles (%d entries) to %s", n_bundles, len(ordered), out_dir)
+        log.info(
+            "dry run: wrote %d bundles (%d entries) to %s; %d deletes not written",
+            n_bundles,
+            len(ordered),
+            out_dir,
+            sum(1 for v in voids if v["register_id"]),
+        )
         return {"bundles": n_bundles, "entries": len(ordered), "dry_run": True}
     stamp = store.now_text()
     for chunk in fb.chunked(ordered):
@@ -261,6 +276,59 @@ def build_day(rt: Runtime, day: date, dry_run: bool = False) -> dict:
     return {"bundles": n_bundles, "entries": len(ordered), "dry_run": False}
 
 
+def _plan_voids_and_updates(ledger: sa.Engine, voids: list[dict], updates: list[dict]) -> None:
+    """Record each update's target, and what becomes of each void: a DELETE of what the register
+    holds, or nothing to do when the record never reached it."""
+    rv = s.record_versions
+    text = reason("VOIDED")
+    with ledger.begin() as conn:
+        for row in [*updates, *voids]:
+            if row["register_id"]:
+                conn.execute(sa.update(rv).where(rv.c.id == row["id"]).values(register_id=row["register_id"]))
+        unsent = [v["id"] for v in voids if not v["register_id"]]
+        if unsent:
+            conn.execute(
+                sa.update(rv)
+                .where(rv.c.id.in_(unsent), rv.c.state == s.READY)
+                .values(
+                    state=s.EXCLUDED, code="VOIDED", reason_sv=text.sv, reason_en=text.en, updated_at=store.now_text()
+                )
+            )
+
+
+def _send_deletes(rt: Runtime, client: RegistryClient, day: date) -> int:
+    """Voided records the register holds are deleted one by one (the register allows no bulk delete)."""
+    ledger = rt.ledger()
+    rows = [
+        r
+        for r in store.rows_in_state(ledger, day.isoformat(), [s.READY, s.SUBMITTED], up_to=True)
+        if r["record_status"] == "entered-in-error" and r["register_id"] and r["bundle_id"] is None
+    ]
+    sent = 0
+    for row in rows:
+        store.set_outcomes(ledger, [{"id": row["id"], "state": s.SUBMITTED}], from_states=[s.READY])
+        request_id = str(uuid.uuid5(fb.NAMESPACE, f"delete|{row['id']}"))  # a resend is a replay
+        try:
+            resp = client.request("DELETE", f"/fhir/Immunization/{row['register_id']}", request_id=request_id)
+        except RegistryUnavailable as exc:
+            log.error("register unavailable during deletes: %s", exc)
+            store.set_outcomes(
+                ledger,
+                [{"id": row["id"], "state": s.FAILED, "code": "REGISTER-UNAVAILABLE"}],
+                from_states=[s.SUBMITTED],
+            )
+            break
+        sent += 1
+        if resp.status_code in (200, 204, 404):  # 404: not there any more, which is what a void wants
+            outcome = {"state": s.ACCEPTED, "code": "DELETED" if resp.status_code != 404 else "ALREADY-ABSENT"}
+        else:
+            outcome = {"state": s.FAILED, "code": f"HTTP-{resp.status_code}"}
+        store.set_outcomes(ledger, [{"id": row["id"], **outcome}], from_states=[s.SUBMITTED])
+        if outcome["state"] == s.ACCEPTED:
+            store.supersede_replaced(ledger, [row["id"]])
+    return sent
+
+
 def submit_day(rt: Runtime, day: date, dry_run: bool = False) -> dict:
     """Send the window's unanswered bundles and record each entry's outcome."""
     if dry_run:
@@ -278,7 +346,11 @@ def submit_day(rt: Runtime, day: date, dry_run: bool = False) -> dict:
             .all()
         )
     sent = answered = 0
-    if not pending:
+    has_deletes = any(
+        r["record_status"] == "entered-in-error" and r["register_id"]
+        for r in store.rows_in_state(ledger, day.isoformat(), [s.READY], up_to=True)
+    )
+    if not pending and not has_deletes:
         return {"sent": 0, "bundles": 0, "dry_run": False}
     with rt.registry() as client:
         for bundle_row in pending:
@@ -314,8 +386,11 @@ def submit_day(rt: Runtime, day: date, dry_run: bool = False) -> dict:
                 continue
             outcomes = [{"id": r["id"], **interpret(a)} for r, a in zip(rows, answers, strict=True)]
             store.set_outcomes(ledger, outcomes, from_states=[s.SUBMITTED])
+            store.supersede_replaced(ledger, [o["id"] for o in outcomes if o["state"] == s.ACCEPTED])
             _finish_bundle(ledger, bundle_row["id"], "answered")
             answered += 1
+        else:
+            sent += _send_deletes(rt, client, day)
     log.info("sent %d entries in %d answered bundles", sent, answered)
     return {"sent": sent, "bundles": answered, "dry_run": False}
 

@@ -73,3 +73,10 @@ def test_send_order_puts_earlier_doses_and_originals_first():
     ]
     assert [r["source_record_id"] for r in fb.send_order(rows)] == ["C", "B", "A"]
     assert [len(c) for c in fb.chunked(list(range(250)))] == [100, 100, 50]
+
+
+def test_a_record_the_register_holds_is_sent_as_an_update_of_its_id():
+    entry = fb.immunization_entry({**ROW, "register_id": "abc-123"})
+    assert entry["request"] == {"method": "PUT", "url": "Immunization/abc-123"}
+    assert entry["resource"]["id"] == "abc-123"
+    Bundle.model_validate(fb.batch_bundle([entry]))

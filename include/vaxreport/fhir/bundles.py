@@ -33,7 +33,8 @@ def person_system(person_id: str) -> str:
 
 
 def immunization_entry(row: dict) -> dict:
-    """One ledger row as a conditional-create entry (`ifNoneExist` on the record's identifier)."""
+    """One ledger row as an entry: a conditional create (`ifNoneExist` on the record's identifier),
+    or, for a record the register already holds (`register_id` set), an update of it."""
     source, record_id = row["source"], row["source_record_id"]
     coding = {"system": NPL_SYSTEM, "display": row.get("vaccine_name") or ""}
     if row.get("npl_id"):
@@ -79,11 +80,12 @@ def immunization_entry(row: dict) -> dict:
         medication["batch"] = {"lotNumber": row["batch"]}
     if row.get("dose_number") is not None:
         immunization["protocolApplied"] = [{"doseNumberPositiveInt": int(row["dose_number"])}]
-    return {
-        "fullUrl": f"urn:uuid:{entry_uuid(source, record_id)}",
-        "resource": immunization,
-        "request": {"method": "POST", "url": "Immunization", "ifNoneExist": f"identifier={source}|{record_id}"},
-    }
+    if row.get("register_id"):
+        immunization["id"] = row["register_id"]
+        request = {"method": "PUT", "url": f"Immunization/{row['register_id']}"}
+    else:
+        request = {"method": "POST", "url": "Immunization", "ifNoneExist": f"identifier={source}|{record_id}"}
+    return {"fullUrl": f"urn:uuid:{entry_uuid(source, record_id)}", "resource": immunization, "request": request}
 
 
 def batch_bundle(entries: list[dict]) -> dict:

@@ -130,6 +130,55 @@ def rows_in_state(engine: sa.Engine, window_day: str, states: Iterable[str], up_
         return [dict(r) for r in result.mappings()]
 
 
+def register_targets(engine: sa.Engine, rows: list[dict]) -> dict[int, str]:
+    """For rows whose record already has an accepted version, the register id to update or delete.
+
+    A correction is a PUT to that id and a void a DELETE of it: sending either as a new POST would
+    only meet the register's identifier check and leave the old content in place.
+    """
+    rv = s.record_versions
+    wanted = {(r["source"], r["source_record_id"]) for r in rows}
+    found: dict[tuple[str, str], tuple[int, str]] = {}
+    with engine.connect() as conn:
+        for chunk in _chunks(sorted(wanted), 500):
+            records = [r for _, r in chunk]
+            result = conn.execute(
+                sa.select(rv.c.id, rv.c.source, rv.c.source_record_id, rv.c.register_id).where(
+                    rv.c.source_record_id.in_(records), rv.c.state == s.ACCEPTED, rv.c.register_id.is_not(None)
+                )
+            )
+            for r in result:
+                key = (r.source, r.source_record_id)
+                if key in wanted and (key not in found or r.id > found[key][0]):
+                    found[key] = (r.id, r.register_id)
+    return {
+        row["id"]: found[key][1]
+        for row in rows
+        if (key := (row["source"], row["source_record_id"])) in found and found[key][0] != row["id"]
+    }
+
+
+def supersede_replaced(engine: sa.Engine, row_ids: Iterable[int]) -> int:
+    """Once a newer version is accepted (or deleted), the older accepted ones are history."""
+    rv = s.record_versions
+    changed = 0
+    with engine.begin() as conn:
+        for chunk in _chunks(sorted(row_ids), 500):
+            newer = conn.execute(sa.select(rv.c.id, rv.c.source, rv.c.source_record_id).where(rv.c.id.in_(chunk)))
+            for r in newer:
+                changed += conn.execute(
+                    sa.update(rv)
+                    .where(
+                        rv.c.source == r.source,
+                        rv.c.source_record_id == r.source_record_id,
+                        rv.c.id < r.id,
+                        rv.c.state == s.ACCEPTED,
+                    )
+                    .values(state=s.SUPERSEDED, updated_at=now_text())
+                ).rowcount
+    return changed
+
+
 def rows_by_id(engine: sa.Engine, ids: Iterable[int]) -> list[dict]:
     rv = s.record_versions
     out: list[dict] = []

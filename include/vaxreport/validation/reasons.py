@@ -83,6 +83,12 @@ REASONS: dict[str, Reason] = {
         "Kontakta systemförvaltningen.",
         "Contact the system administrators.",
     ),
+    "VOIDED": Reason(
+        "Makulerad i journalen innan den rapporterades",
+        "Voided in the journal before it was reported",
+        "Ingen åtgärd.",
+        "No action.",
+    ),
     "OUT-OF-SCOPE": Reason(
         "Vaccinet rapporteras inte till registret (utanför programmen)",
         "The vaccine is not reported to the register (outside the programmes)",
