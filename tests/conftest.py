@@ -94,7 +94,7 @@ def embedded_environment(home: Path, registry_url: str | None = None) -> dict[st
         "VAXREPORT_SOURCES": "vaxreport_source_embedded",
         "AIRFLOW_CONN_VAXREPORT_DB": json.dumps({"conn_type": "sqlite", "host": str(home / "ledger.sqlite")}),
         "AIRFLOW_CONN_VAXREPORT_SOURCE_EMBEDDED": json.dumps(
-            {"conn_type": "sqlite", "host": str(home / "source.sqlite"), "extra": {"kind": "embedded"}}
+            {"conn_type": "sqlite", "host": str(home / "source.sqlite"), "extra": {"kind": "legacy_export"}}
         ),
         "GX_ANALYTICS_ENABLED": "false",
     }

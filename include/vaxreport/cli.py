@@ -28,12 +28,12 @@ def _yesterday() -> date:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from vaxreport.pipeline import Runtime
-    from vaxreport.sources import embedded
-    from vaxreport.synthetic.generate import generate_day
+    from vaxreport.synthetic.seed import generate_into
 
     rt = Runtime()
-    records = generate_day(args.day, records=args.records, seed=args.seed, defect_rate=args.defect_rate)
-    embedded.write_day(rt.engine(args.source), records, args.day)
+    records = generate_into(
+        rt, args.source, args.day, records=args.records, seed=args.seed, defect_rate=args.defect_rate
+    )
     outcomes = Counter(r.expected_state for r in records)
     print(
         f"generated {len(records)} records for {args.day} into {args.source}: "
@@ -54,6 +54,9 @@ def cmd_run_day(args: argparse.Namespace) -> int:
         print(f"{summary['pending']} records not yet answered by the register (dry run or interrupted)")
     print(summary_line(summary))
     print(f"reports: {summary['report']}")
+    if summary.get("failed_sources"):
+        print(f"sources that could not be read (run the day again): {', '.join(summary['failed_sources'])}")
+        return 1
     return 0
 
 

@@ -23,7 +23,7 @@ from vaxreport.ledger import schema as s
 from vaxreport.ledger import store
 from vaxreport.registry import catalog as cat
 from vaxreport.registry.client import RegistryClient, RegistryError, RegistryUnavailable
-from vaxreport.registry.outcomes import interpret
+from vaxreport.registry.outcomes import interpret, scrub
 from vaxreport.settings import (
     LEDGER_CONN_ID,
     REGISTRY_CONN_ID,
@@ -35,6 +35,8 @@ from vaxreport.settings import (
     source_conn_ids,
     sqlalchemy_url,
 )
+from vaxreport.sources.extract import extract
+from vaxreport.sources.mapping import Kind, load_kind
 from vaxreport.validation.reasons import reason
 from vaxreport.validation.scope import is_out_of_scope
 from vaxreport.window import day_window
@@ -66,6 +68,7 @@ class Runtime:
             if url.drivername == "sqlite":
                 Path(url.database).parent.mkdir(parents=True, exist_ok=True)
                 engine = sa.create_engine(url, connect_args={"timeout": 60}, hide_parameters=True)
+                sa.event.listen(engine, "connect", _sqlite_lenient_text)
             else:
                 engine = sa.create_engine(url, pool_pre_ping=True, hide_parameters=True)
             self._engines[conn_id] = engine
@@ -87,21 +90,43 @@ class Runtime:
             engine.dispose()
 
 
-def extract_day(rt: Runtime, day: date) -> dict:
-    """Pull every record registered or changed on `day` from each source into the ledger."""
-    from vaxreport.sources import embedded
+def source_kind(rt: Runtime, conn_id: str) -> tuple[Kind, str]:
+    """A source connection's journal-system kind (extra `kind`) and identifier system URI."""
+    extra = rt.resolve(conn_id).extra
+    kind = load_kind(extra.get("kind", "legacy_export"))
+    return kind, extra.get("system_uri", kind.system_uri)
 
-    window = day_window(day)
-    ledger = rt.ledger()
-    totals = {"extracted": 0, "new_versions": 0, "sources": 0}
+
+def _sqlite_lenient_text(dbapi_connection, _record) -> None:
+    """A journal text in a broken encoding is read with replacement characters, not a crash."""
+    dbapi_connection.text_factory = lambda raw: raw.decode("utf-8", "replace")
+
+
+def extract_source(rt: Runtime, conn_id: str, day: date) -> dict:
+    """Pull every record registered or changed on `day` from one source into the ledger."""
+    kind, system_uri = source_kind(rt, conn_id)
+    records = extract(rt.engine(conn_id), kind, day_window(day), system_uri)
+    counts = store.record_extracted(rt.ledger(), records, day.isoformat())
+    log.info(
+        "source %s (%s): %d records in window, %d new versions",
+        conn_id,
+        kind.name,
+        counts["extracted"],
+        counts["new_versions"],
+    )
+    return {"source": conn_id, **counts}
+
+
+def extract_day(rt: Runtime, day: date) -> dict:
+    """All enabled sources; a failing source is reported and the others still run."""
+    totals = {"extracted": 0, "new_versions": 0, "sources": 0, "failed_sources": []}
     for conn_id in rt.sources:
-        kind = rt.resolve(conn_id).extra.get("kind", "embedded")
-        if kind != "embedded":
-            raise ValueError(f"source {conn_id!r}: unknown journal-system kind {kind!r}")
-        counts = store.record_extracted(ledger, embedded.extract(rt.engine(conn_id), window), day.isoformat())
-        log.info(
-            "source %s: %d records in window, %d new versions", conn_id, counts["extracted"], counts["new_versions"]
-        )
+        try:
+            counts = extract_source(rt, conn_id, day)
+        except Exception as exc:
+            log.error("source %s failed: %s: %s", conn_id, type(exc).__name__, scrub(str(exc))[:300])
+            totals["failed_sources"].append(conn_id)
+            continue
         totals["extracted"] += counts["extracted"]
         totals["new_versions"] += counts["new_versions"]
         totals["sources"] += 1
@@ -160,6 +185,17 @@ def validate_day(rt: Runtime, day: date, dose_interval_days: int | None = None) 
                     "code": "OUT-OF-SCOPE",
                     "reason_sv": text.sv,
                     "reason_en": text.en,
+                }
+            )
+        elif row["source_problem"]:
+            text = reason("SOURCE-FORMAT")
+            outcomes.append(
+                {
+                    "id": row["id"],
+                    "state": s.REJECTED_LOCAL,
+                    "code": "SOURCE-FORMAT",
+                    "reason_sv": f"{text.sv}: {row['source_problem']}",
+                    "reason_en": f"{text.en}: {row['source_problem']}",
                 }
             )
         elif row["record_status"] == "entered-in-error":
@@ -443,9 +479,9 @@ def report_day(rt: Runtime, day: date, sent: int) -> dict:
 
 def run_day(rt: Runtime, day: date, dry_run: bool = False) -> dict:
     """All steps for one day, in order: what the DAG does, without Airflow."""
-    extract_day(rt, day)
+    failed_sources = extract_day(rt, day)["failed_sources"]
     ensure_catalog(rt)
     validate_day(rt, day)
     build_day(rt, day, dry_run=dry_run)
     sent = submit_day(rt, day, dry_run=dry_run)["sent"]
-    return report_day(rt, day, sent)
+    return {**report_day(rt, day, sent), "failed_sources": failed_sources}

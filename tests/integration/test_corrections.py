@@ -14,12 +14,12 @@ DAY, LATER = date(2026, 11, 10), date(2026, 11, 12)
 
 
 def _touch(rt: Runtime, record_id: str, on: date, **values) -> None:
-    """Change a journal row the way the journal would: new content, a new change time on `on`."""
-    stamp = f"{on.isoformat()} 09:00:00"
+    """Change a legacy-export row the way the journal would: new content, a new change time on `on`."""
+    stamp = f"{on.isoformat()} 09:00:00"  # local time, as the export keeps it
     sets = ", ".join(f"{k} = :{k}" for k in values)
     with rt.engine("vaxreport_source_embedded").begin() as conn:
         conn.execute(
-            sa.text(f"UPDATE vaccinations SET {sets}, updated_at = :u WHERE record_id = :r"),
+            sa.text(f"UPDATE journalexport SET {sets}, andrad = :u WHERE post_id = :r"),
             {**values, "u": stamp, "r": record_id},
         )
 
@@ -37,8 +37,8 @@ def test_a_correction_updates_and_a_void_deletes_at_the_register(embedded, emula
 
     product = next(p for p in _products()["in_scope"] if p["npl_id"] == fixed.npl_id)
     other_batch = next(b for b in product["batches"] if b != fixed.batch)
-    _touch(rt, fixed.record_id, LATER, batch=fixed.batch)  # same content, new change time: nothing to send
-    _touch(rt, voided.record_id, LATER, status="entered-in-error")
+    _touch(rt, fixed.record_id, LATER, satsnummer=fixed.batch)  # same content, new change time: nothing to send
+    _touch(rt, voided.record_id, LATER, makulerad="J")
     later = run_day(Runtime(), LATER)
     assert later["sent"] == 1
     assert later["accepted"] == 1
@@ -49,7 +49,7 @@ def test_a_correction_updates_and_a_void_deletes_at_the_register(embedded, emula
     assert emulator.stats()["immunizations"] == len(records) - 1
 
     # a real correction of the batch: sent as an update of the same register id, not a new record
-    _touch(rt, fixed.record_id, date(2026, 11, 13), batch=other_batch)
+    _touch(rt, fixed.record_id, date(2026, 11, 13), satsnummer=other_batch)
     again = run_day(Runtime(), date(2026, 11, 13))
     assert again["sent"] == 1
     now = {i["identifier_value"]: i for i in emulator.immunizations() if not i["deleted"]}

@@ -58,6 +58,7 @@ record_versions = sa.Table(
     sa.Column("care_unit_name", sa.Text),
     sa.Column("record_status", sa.String(20), nullable=False),
     sa.Column("registered_at", sa.Text),
+    sa.Column("source_problem", sa.Text),  # why the journal row could not be read (no values)
     sa.Column("register_id", sa.String(64)),
     sa.Column("bundle_id", sa.Integer),
     sa.Column("first_seen_at", sa.String(32), nullable=False),

@@ -33,7 +33,7 @@ CHILD_CYCLE_DAYS = 15
 ADULT_CYCLE_DAYS = 45
 LATE_DAYS_MAX = 14
 CHILD_BORN_FROM = 2007  # a fixed split, so a person's cycle never changes at a new year
-SYSTEM_PREFIX = "EMB"
+DEFAULT_PREFIX = "LEG"
 
 # Defects injected on purpose, each with the state and code it must end in.
 DEFECTS: dict[str, tuple[str, str | None]] = {
@@ -139,13 +139,15 @@ def _with_bad_check_digit(pid: str) -> str:
 class _PersonPool:
     """Persons eligible on one registration day, by birth year, used without replacement per key."""
 
-    def __init__(self, day: date) -> None:
+    def __init__(self, day: date, partition: tuple[int, int] = (0, 1)) -> None:
         self.by_year: dict[int, list[str]] = {}
+        part, parts = partition
         for pnr in _persons():
             h = _stable_int(pnr)
             born = int(pnr[:4])
             cycle = CHILD_CYCLE_DAYS if born >= CHILD_BORN_FROM else ADULT_CYCLE_DAYS
-            if h % cycle == day.toordinal() % cycle:
+            # sources generated side by side get disjoint persons, so they never duplicate each other
+            if h % cycle == day.toordinal() % cycle and _stable_int("part" + pnr) % parts == part:
                 self.by_year.setdefault(born, []).append(pnr)
         self.used: set[tuple[str, str, str]] = set()
         self.covid_used: set[str] = set()
@@ -204,16 +206,28 @@ def _misspell(rng: random.Random, name: str, known: set[str]) -> str:
 
 
 def generate_day(
-    day: date, records: int = 2000, seed: int = 1, defect_rate: float = 0.08, out_of_scope_rate: float = 0.06
+    day: date,
+    records: int = 2000,
+    seed: int = 1,
+    defect_rate: float = 0.08,
+    out_of_scope_rate: float = 0.06,
+    prefix: str = DEFAULT_PREFIX,
+    partition: tuple[int, int] = (0, 1),
+    without_defects: tuple[str, ...] = (),
 ) -> list[Record]:
-    """Build `records` journal rows registered on `day`, deterministic by (day, seed)."""
-    rng = random.Random(f"{seed}:{day.isoformat()}")
+    """Build `records` journal rows registered on `day`, deterministic by (day, seed, prefix).
+
+    `prefix` starts every record id (one per source); `partition` (index, count) gives sources
+    generated for the same day disjoint persons; `without_defects` leaves out defects a journal
+    kind cannot hold (a DATE column has no 30 February).
+    """
+    rng = random.Random(f"{seed}:{prefix}:{day.isoformat()}")
     products = _products()
     in_scope = products["in_scope"]
     covid = [p for p in in_scope if p["programme"] == "covid19"]
     known_names = {p["name"].casefold() for p in in_scope + products["out_of_scope"]}
-    pool = _PersonPool(day)
-    defect_names = list(DEFECTS)
+    pool = _PersonPool(day, partition)
+    defect_names = [d for d in DEFECTS if d not in without_defects]
     out: list[Record] = []
     serial = 0
 
@@ -224,7 +238,7 @@ def generate_day(
         unit_id, unit_name = rng.choice(caregiver["units"])
         registered = _registered_at(rng, day)
         return Record(
-            record_id=f"{SYSTEM_PREFIX}-{day:%Y%m%d}-{serial:06d}",
+            record_id=f"{prefix}-{day:%Y%m%d}-{serial:06d}",
             patient_id=_person_id(pnr),
             vaccine_name=product["name"],
             npl_id=product["npl_id"],
@@ -270,7 +284,7 @@ def generate_day(
             first_date = date.fromisoformat(rec.vaccination_date) - timedelta(days=7)
             first = replace(rec, vaccination_date=first_date.isoformat(), dose_number=1)
             rec.dose_number = 2
-            rec.record_id = f"{SYSTEM_PREFIX}-{day:%Y%m%d}-{serial + 1:06d}"
+            rec.record_id = f"{prefix}-{day:%Y%m%d}-{serial + 1:06d}"
             serial += 1
             out.append(first)
         elif defect == "duplicate_registration":
@@ -278,9 +292,7 @@ def generate_day(
                 continue
             out.append(rec)
             serial += 1
-            rec = replace(
-                rec, record_id=f"{SYSTEM_PREFIX}-{day:%Y%m%d}-{serial:06d}", registered_at=_registered_at(rng, day)
-            )
+            rec = replace(rec, record_id=f"{prefix}-{day:%Y%m%d}-{serial:06d}", registered_at=_registered_at(rng, day))
             rec.updated_at = rec.registered_at
         else:
             _inject(rng, rec, defect, in_scope, known_names)

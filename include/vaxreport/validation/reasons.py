@@ -83,6 +83,12 @@ REASONS: dict[str, Reason] = {
         "Kontakta systemförvaltningen.",
         "Contact the system administrators.",
     ),
+    "SOURCE-FORMAT": Reason(
+        "Journalposten kunde inte läsas",
+        "The journal record could not be read",
+        "Kontrollera posten i journalsystemet (fältet anges i felbeskrivningen).",
+        "Check the record in the journal system (the field is named in the description).",
+    ),
     "VOIDED": Reason(
         "Makulerad i journalen innan den rapporterades",
         "Voided in the journal before it was reported",
