@@ -9,7 +9,10 @@ register's rules, sends the valid ones in FHIR batch Bundles of at most 100, and
 record's outcome in the ledger (`vaxreport_db`). A scheduled run at 02:00 reports the previous day.
 
 **Connections:** `nvr_api` (register: host = base URL, login = client id, password = client
-secret), `vaxreport_db` (ledger), one per source (listed in `VAXREPORT_SOURCES`).
+secret), `vaxreport_db` (ledger), one per journal-system source (extra `kind`: `legacy_export`,
+`vaccination_journal` or `general_ehr`); the enabled ones are listed in `VAXREPORT_SOURCES`.
+Extraction is mapped over the sources: one failing source is retried and reported (the run turns
+red) while the others are reported as usual.
 
 **Params:** `day` (YYYY-MM-DD, default: the day before the run), `dry_run` (write the bundles to
 `var/bundles/<day>/` and send nothing).
@@ -26,7 +29,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Asset, Param, TriggerRule, dag, get_current_context, task
+
+VACCINE_CATALOG = Asset(name="vaxreport_vaccine_catalog")
 
 
 def _setup():
@@ -53,20 +58,32 @@ def _setup():
 )
 def vaccinations_daily():
     @task
-    def extract_vaccinations() -> dict:
-        from vaxreport.pipeline import extract_day
+    def list_sources() -> list[str]:
+        from vaxreport.settings import source_conn_ids
 
+        return source_conn_ids()
+
+    @task(map_index_template="{{ source_conn_id }}")
+    def extract_vaccinations(source: str) -> dict:
+        from vaxreport.pipeline import extract_source
+
+        get_current_context()["source_conn_id"] = source
         rt, day, _ = _setup()
-        return {"day": day.isoformat(), **extract_day(rt, day)}
+        return extract_source(rt, source, day)
 
-    @task
-    def validate_records(extracted: dict) -> dict:
+    @task(trigger_rule=TriggerRule.ALL_DONE, outlets=[VACCINE_CATALOG])
+    def validate_records(sources: list[str], extracted: list[dict]) -> dict:
+        """Runs when every source is done, failed ones included: the others are still reported."""
         from vaxreport.pipeline import ensure_catalog, validate_day
 
         rt, day, _ = _setup()
-        ensure_catalog(rt)
+        ensure_catalog(rt)  # refreshed here only if register_vaccine_catalog has not run for a day
         result = validate_day(rt, day)
-        return {k: v for k, v in result.items() if k != "unexpected_by_code"}
+        done = {e["source"] for e in extracted if e}
+        return {
+            **{k: v for k, v in result.items() if k != "unexpected_by_code"},
+            "failed_sources": [src for src in sources if src not in done],
+        }
 
     @task
     def build_bundles(validated: dict) -> dict:
@@ -89,7 +106,9 @@ def vaccinations_daily():
         rt, day, _ = _setup()
         return report_day(rt, day, sent=submitted["sent"])
 
-    write_rejection_report(submit_bundles(build_bundles(validate_records(extract_vaccinations()))))
+    sources = list_sources()
+    extracted = extract_vaccinations.expand(source=sources)
+    write_rejection_report(submit_bundles(build_bundles(validate_records(sources, extracted))))
 
 
 vaccinations_daily()

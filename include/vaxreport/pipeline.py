@@ -145,12 +145,15 @@ def refresh_catalog(rt: Runtime) -> int:
     return n
 
 
-def ensure_catalog(rt: Runtime) -> int:
-    """Refresh the catalog; if the register cannot be reached, go on with the stored one.
-
-    A down register must not stop validation (records would stay unvalidated and unreported);
-    the submission step will meet the outage and mark what it could not send as failed.
+def ensure_catalog(rt: Runtime, max_age_hours: float = 24.0) -> int:
+    """Use the stored catalog while it is fresh; refresh it when older than `max_age_hours`
+    (the register_vaccine_catalog DAG normally keeps it fresh). If the register cannot be reached,
+    go on with the stored one: a down register must not stop validation; the submission step will
+    meet the outage and mark what it could not send as failed.
     """
+    age = cat.age_hours(rt.ledger())
+    if age is not None and age < max_age_hours:
+        return len(cat.load(rt.ledger()).products)
     try:
         return refresh_catalog(rt)
     except RegistryError as exc:
@@ -342,7 +345,8 @@ def _send_deletes(rt: Runtime, client: RegistryClient, day: date) -> int:
     ]
     sent = 0
     for row in rows:
-        store.set_outcomes(ledger, [{"id": row["id"], "state": s.SUBMITTED}], from_states=[s.READY])
+        if not store.set_outcomes(ledger, [{"id": row["id"], "state": s.SUBMITTED}], from_states=[s.READY]):
+            continue  # claimed by a concurrent run
         request_id = str(uuid.uuid5(fb.NAMESPACE, f"delete|{row['id']}"))  # a resend is a replay
         try:
             resp = client.request("DELETE", f"/fhir/Immunization/{row['register_id']}", request_id=request_id)
@@ -372,10 +376,16 @@ def submit_day(rt: Runtime, day: date, dry_run: bool = False) -> dict:
     ledger = rt.ledger()
     rv, bt = s.record_versions, s.bundles
     with ledger.connect() as conn:
+        stale = _stamp_ago(CLAIM_LEASE_MINUTES)
         pending = (
             conn.execute(
                 sa.select(bt)
-                .where(bt.c.window_day <= day.isoformat(), bt.c.state.in_(["built", "sent"]))
+                .where(
+                    bt.c.window_day <= day.isoformat(),
+                    sa.or_(
+                        bt.c.state.in_(["built", "sent"]), sa.and_(bt.c.state == "sending", bt.c.claimed_at < stale)
+                    ),
+                )
                 .order_by(bt.c.id)
             )
             .mappings()
@@ -390,17 +400,15 @@ def submit_day(rt: Runtime, day: date, dry_run: bool = False) -> dict:
         return {"sent": 0, "bundles": 0, "dry_run": False}
     with rt.registry() as client:
         for bundle_row in pending:
+            if not _claim_bundle(ledger, bundle_row, rt.context_id):
+                continue  # another run (a concurrent backfill day) has it
             rows = fb.send_order(store.rows_of_bundle(ledger, bundle_row["id"], [s.READY, s.SUBMITTED]))
             if not rows:
                 _finish_bundle(ledger, bundle_row["id"], "answered")
                 continue
             request_id = bundle_row["request_id"] or str(uuid.uuid4())
             with ledger.begin() as conn:  # checkpoint: from here on a crash means "maybe sent"
-                conn.execute(
-                    sa.update(bt)
-                    .where(bt.c.id == bundle_row["id"])
-                    .values(state="sent", request_id=request_id, context_id=rt.context_id)
-                )
+                conn.execute(sa.update(bt).where(bt.c.id == bundle_row["id"]).values(request_id=request_id))
                 conn.execute(
                     sa.update(rv)
                     .where(rv.c.bundle_id == bundle_row["id"], rv.c.state == s.READY)
@@ -429,6 +437,35 @@ def submit_day(rt: Runtime, day: date, dry_run: bool = False) -> dict:
             sent += _send_deletes(rt, client, day)
     log.info("sent %d entries in %d answered bundles", sent, answered)
     return {"sent": sent, "bundles": answered, "dry_run": False}
+
+
+CLAIM_LEASE_MINUTES = 30
+
+
+def _stamp_ago(minutes: int) -> str:
+    from datetime import UTC, datetime, timedelta
+
+    return (datetime.now(UTC) - timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _claim_bundle(ledger: sa.Engine, bundle_row, context_id: str) -> bool:
+    """Take a bundle for this run with one guarded UPDATE (portable row claim): if two runs reach
+    for the same bundle, exactly one update matches. A claim older than the lease belongs to a run
+    that died and may be taken over; the bundle's stored X-Request-ID makes the resend a replay."""
+    bt = s.bundles
+    with ledger.begin() as conn:
+        return (
+            conn.execute(
+                sa.update(bt)
+                .where(
+                    bt.c.id == bundle_row["id"],
+                    bt.c.state == bundle_row["state"],
+                    sa.or_(bt.c.claimed_at.is_(None), bt.c.claimed_at == bundle_row["claimed_at"]),
+                )
+                .values(state="sending", claimed_at=store.now_text(), context_id=context_id)
+            ).rowcount
+            == 1
+        )
 
 
 def _finish_bundle(ledger: sa.Engine, bundle_id: int, state: str) -> None:

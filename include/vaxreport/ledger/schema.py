@@ -75,7 +75,8 @@ bundles = sa.Table(
     sa.Column("window_day", sa.String(10), nullable=False),
     sa.Column("bundle_uuid", sa.String(36), nullable=False),
     sa.Column("entries", sa.Integer, nullable=False),
-    sa.Column("state", sa.String(20), nullable=False),  # built -> sent -> answered | failed
+    sa.Column("state", sa.String(20), nullable=False),  # built -> sending -> answered | failed
+    sa.Column("claimed_at", sa.String(32)),
     sa.Column("context_id", sa.String(64)),
     sa.Column("request_id", sa.String(36)),
     sa.Column("created_at", sa.String(32), nullable=False),

@@ -113,8 +113,9 @@ def _supersede_older(conn: sa.Connection, keys: list[tuple[str, str, str]]) -> N
                 rv.c.source == source,
                 rv.c.source_record_id == record_id,
                 rv.c.version_hash != vhash,
-                # never sent, or sent and failed: only the newest content may go out
-                rv.c.state.in_([s.EXTRACTED, s.READY, s.FAILED, s.REJECTED_LOCAL]),
+                # never sent, failed, or rejected: only the newest content may go out, and a
+                # correction of a rejected record closes its rejection
+                rv.c.state.in_([s.EXTRACTED, s.READY, s.FAILED, s.REJECTED_LOCAL, s.REJECTED_REGISTER]),
             )
             .values(state=s.SUPERSEDED, bundle_id=None, updated_at=now_text())
         )

@@ -84,6 +84,18 @@ def store(engine: sa.Engine, products: list[Product]) -> int:
     return len(products)
 
 
+def age_hours(engine: sa.Engine) -> float | None:
+    """Hours since the stored catalog was fetched; None when there is none."""
+    from datetime import UTC, datetime
+
+    with engine.connect() as conn:
+        stamp = conn.execute(sa.select(sa.func.min(s.catalog_products.c.fetched_at))).scalar()
+    if not stamp:
+        return None
+    fetched = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    return (datetime.now(UTC) - fetched).total_seconds() / 3600
+
+
 def load(engine: sa.Engine) -> Catalog:
     with engine.connect() as conn:
         lots: dict[str, set[str]] = {}
