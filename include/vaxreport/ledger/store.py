@@ -30,6 +30,7 @@ CONTENT_FIELDS = (
     "care_unit_hsa_id",
     "care_unit_name",
     "record_status",
+    "source_problem",
 )
 
 

@@ -111,8 +111,8 @@ def _dose(value: Any, row: dict) -> int | None:
     text = _text(value, row)
     if text is None:
         return None
-    if not re.fullmatch(r"\d{1,3}", text):
-        raise FieldError("dose number is not a whole number")
+    if not re.fullmatch(r"\d{1,3}", text) or not 1 <= int(text) <= 99:
+        raise FieldError("dose number is not a whole number from 1 to 99")
     return int(text)
 
 
