@@ -99,10 +99,40 @@ def record_extracted(
             before = conn.execute(sa.select(sa.func.count()).select_from(s.record_versions)).scalar_one()
             conn.execute(stmt, rows)
             after = conn.execute(sa.select(sa.func.count()).select_from(s.record_versions)).scalar_one()
-            _supersede_older(conn, [(r["source"], r["source_record_id"], r["version_hash"]) for r in rows])
+            keys = [(r["source"], r["source_record_id"], r["version_hash"]) for r in rows]
+            new += _revive_reverted(conn, keys, window_day)
+            _supersede_older(conn, keys)
         seen += len(rows)
         new += after - before
     return {"extracted": seen, "new_versions": new}
+
+
+def _revive_reverted(conn: sa.Connection, keys: list[tuple[str, str, str]], window_day: str) -> int:
+    """A record changed back to content it had before (A -> B -> A): that old version is current
+    again and goes through validation and submission anew, as an update of what the register holds."""
+    rv = s.record_versions
+    revived = 0
+    for source, record_id, vhash in keys:
+        revived += conn.execute(
+            sa.update(rv)
+            .where(
+                rv.c.source == source,
+                rv.c.source_record_id == record_id,
+                rv.c.version_hash == vhash,
+                rv.c.state == s.SUPERSEDED,
+            )
+            .values(
+                state=s.EXTRACTED,
+                window_day=window_day,
+                bundle_id=None,
+                register_id=None,
+                code=None,
+                reason_sv=None,
+                reason_en=None,
+                updated_at=now_text(),
+            )
+        ).rowcount
+    return revived
 
 
 def _supersede_older(conn: sa.Connection, keys: list[tuple[str, str, str]]) -> None:
@@ -161,7 +191,8 @@ def register_targets(engine: sa.Engine, rows: list[dict]) -> dict[int, str]:
 
 
 def supersede_replaced(engine: sa.Engine, row_ids: Iterable[int]) -> int:
-    """Once a newer version is accepted (or deleted), the older accepted ones are history."""
+    """Once a version is accepted (or deleted), the record's other accepted versions are history
+    (other, not older: a record changed back revives its first version)."""
     rv = s.record_versions
     changed = 0
     with engine.begin() as conn:
@@ -173,7 +204,7 @@ def supersede_replaced(engine: sa.Engine, row_ids: Iterable[int]) -> int:
                     .where(
                         rv.c.source == r.source,
                         rv.c.source_record_id == r.source_record_id,
-                        rv.c.id < r.id,
+                        rv.c.id != r.id,
                         rv.c.state == s.ACCEPTED,
                     )
                     .values(state=s.SUPERSEDED, updated_at=now_text())
