@@ -68,7 +68,8 @@ class Runtime:
             if url.drivername == "sqlite":
                 Path(url.database).parent.mkdir(parents=True, exist_ok=True)
                 engine = sa.create_engine(url, connect_args={"timeout": 60}, hide_parameters=True)
-                sa.event.listen(engine, "connect", _sqlite_lenient_text)
+                sa.event.listen(engine, "connect", _sqlite_connect)
+                sa.event.listen(engine, "begin", _sqlite_begin)
             else:
                 engine = sa.create_engine(url, pool_pre_ping=True, hide_parameters=True)
             self._engines[conn_id] = engine
@@ -97,9 +98,24 @@ def source_kind(rt: Runtime, conn_id: str) -> tuple[Kind, str]:
     return kind, extra.get("system_uri", kind.system_uri)
 
 
-def _sqlite_lenient_text(dbapi_connection, _record) -> None:
-    """A journal text in a broken encoding is read with replacement characters, not a crash."""
+def _sqlite_connect(dbapi_connection, _record) -> None:
+    """SQLite settings for several processes (Airflow tasks, concurrent runs) on one file.
+
+    WAL lets readers and the writer proceed together; transactions are begun by `_sqlite_begin`
+    (the driver's own implicit BEGIN is switched off), and a journal text in a broken encoding is
+    read with replacement characters instead of failing the extraction.
+    """
+    dbapi_connection.isolation_level = None
     dbapi_connection.text_factory = lambda raw: raw.decode("utf-8", "replace")
+    dbapi_connection.execute("PRAGMA journal_mode=WAL")
+    dbapi_connection.execute("PRAGMA busy_timeout=60000")
+
+
+def _sqlite_begin(conn: sa.Connection) -> None:
+    """BEGIN IMMEDIATE takes the write lock up front: two transactions that read and then write
+    would otherwise deadlock on the upgrade, and SQLite would fail one with 'database is locked'
+    at once, whatever the busy timeout."""
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def extract_source(rt: Runtime, conn_id: str, day: date) -> dict:

@@ -197,24 +197,24 @@ def _personnummer_10(value: Any, row: dict) -> str | None:
     if not match:
         return re.sub(r"\D", "", compact) or compact
     yy, mm, dd, sep, tail = match.groups()
-    registered = _registered_year(row)
-    century = registered // 100 * 100
-    year = century + int(yy)
-    if year > registered:
-        year -= 100
+    registered = _registered_date(row)
+    year = registered.year // 100 * 100 + int(yy)
+    # (month, day) compared as numbers: a samordningsnummer's day + 60 still orders correctly
+    if (year, int(mm), int(dd) % 60 or int(dd)) > (registered.year, registered.month, registered.day):
+        year -= 100  # born in the future is impossible: the century before
     if sep == "+":
         year -= 100
     return f"{year:04d}{mm}{dd}{tail}"
 
 
-def _registered_year(row: dict) -> int:
+def _registered_date(row: dict) -> date:
     raw = row.get("registrerad") or row.get("registered_at") or row.get("recorded_at")
     if isinstance(raw, datetime):
-        return raw.year
+        return raw.date()
     try:
-        return int(str(raw)[:4])
+        return date.fromisoformat(str(raw)[:10])
     except (TypeError, ValueError):
-        return datetime.now(STOCKHOLM).year
+        return datetime.now(STOCKHOLM).date()
 
 
 PARSERS: dict[str, Callable[[Any, dict], Any]] = {
