@@ -94,21 +94,27 @@ def vaccinations_daily():
 
     @task(max_active_tis_per_dag=1)
     def submit_bundles(built: dict) -> dict:
+        """Raises after recording when the register is down, so Airflow retries the task later."""
         from vaxreport.pipeline import submit_day
 
         rt, day, dry_run = _setup()
-        return submit_day(rt, day, dry_run=dry_run)
+        result = submit_day(rt, day, dry_run=dry_run)
+        if result["unavailable"]:
+            raise RuntimeError(f"register unavailable; {result['sent']} entries sent, the rest failed for a retry")
+        return result
 
-    @task
-    def write_rejection_report(submitted: dict) -> dict:
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def write_rejection_report() -> dict:
+        """Runs whatever became of submission: the day's counts are always reported."""
+        from vaxreport.ledger.store import sent_in_context
         from vaxreport.pipeline import report_day
 
         rt, day, _ = _setup()
-        return report_day(rt, day, sent=submitted["sent"])
+        return report_day(rt, day, sent=sent_in_context(rt.ledger(), rt.context_id))
 
     sources = list_sources()
     extracted = extract_vaccinations.expand(source=sources)
-    write_rejection_report(submit_bundles(build_bundles(validate_records(sources, extracted))))
+    submit_bundles(build_bundles(validate_records(sources, extracted))) >> write_rejection_report()
 
 
 vaccinations_daily()

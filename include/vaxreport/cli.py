@@ -54,6 +54,9 @@ def cmd_run_day(args: argparse.Namespace) -> int:
         print(f"{summary['pending']} records not yet answered by the register (dry run or interrupted)")
     print(summary_line(summary))
     print(f"reports: {summary['report']}")
+    if summary.get("unavailable"):
+        print("the register could not be reached: the failed records are sent by the next run")
+        return 1
     if summary.get("failed_sources"):
         print(f"sources that could not be read (run the day again): {', '.join(summary['failed_sources'])}")
         return 1

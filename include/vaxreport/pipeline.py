@@ -56,7 +56,8 @@ class Runtime:
 
     resolve: Callable[[str], ConnectionInfo] = connection_from_env
     on_secret: Callable[[str], None] | None = None
-    context_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    # one X-Context-ID per run; VAXREPORT_CONTEXT_ID lets a restarted CLI run resume its own claims
+    context_id: str = field(default_factory=lambda: os.environ.get("VAXREPORT_CONTEXT_ID") or str(uuid.uuid4()))
     sources: list[str] = field(default_factory=source_conn_ids)
     _engines: dict[str, sa.Engine] = field(default_factory=dict, repr=False)
 
@@ -66,7 +67,7 @@ class Runtime:
             url = sqlalchemy_url(conn)
             # hide_parameters: a database error must not print the personnummer it was writing
             if url.drivername == "sqlite":
-                Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+                _private_file(Path(url.database))
                 engine = sa.create_engine(url, connect_args={"timeout": 60}, hide_parameters=True)
                 sa.event.listen(engine, "connect", _sqlite_connect)
                 sa.event.listen(engine, "begin", _sqlite_begin)
@@ -96,6 +97,14 @@ def source_kind(rt: Runtime, conn_id: str) -> tuple[Kind, str]:
     extra = rt.resolve(conn_id).extra
     kind = load_kind(extra.get("kind", "legacy_export"))
     return kind, extra.get("system_uri", kind.system_uri)
+
+
+def _private_file(path: Path) -> None:
+    """SQLite files here hold personnummer (the ledger, journal extracts): owner-only, like the
+    folder they live in. SQLite gives its -wal/-shm files the permissions of the database file."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
 
 
 def _sqlite_connect(dbapi_connection, _record) -> None:
@@ -385,21 +394,55 @@ def _send_deletes(rt: Runtime, client: RegistryClient, day: date) -> int:
     return sent
 
 
+TRANSIENT_ROUNDS = 3
+
+
 def submit_day(rt: Runtime, day: date, dry_run: bool = False) -> dict:
-    """Send the window's unanswered bundles and record each entry's outcome."""
+    """Send the unanswered bundles of this and earlier windows; record each entry's outcome.
+
+    Failed records of earlier tries are bundled again first, so a retry of this step (or the next
+    run) does real work. Entries the register failed transiently inside an otherwise answered
+    bundle go round again alone, up to TRANSIENT_ROUNDS times; real rejections stay rejections. If
+    the register is down (retries spent, circuit open, time budget gone), the run stops cleanly:
+    what it could not send is `failed` and `unavailable` is set, for the caller to retry later.
+    """
     if dry_run:
-        return {"sent": 0, "bundles": 0, "dry_run": True}
-    ledger = rt.ledger()
-    rv, bt = s.record_versions, s.bundles
+        return {"sent": 0, "bundles": 0, "dry_run": True, "unavailable": False}
+    totals = {"sent": 0, "bundles": 0, "dry_run": False, "unavailable": False}
+    with rt.registry() as client:
+        for round_no in range(TRANSIENT_ROUNDS + 1):
+            build_day(rt, day)
+            result = _send_pending(rt, client, day)
+            totals["sent"] += result["sent"]
+            totals["bundles"] += result["bundles"]
+            if result["unavailable"]:
+                totals["unavailable"] = True
+                break
+            if not result["transient"] or round_no == TRANSIENT_ROUNDS:
+                break
+            log.info("%d entries failed transiently; sending them again", result["transient"])
+        if not totals["unavailable"]:
+            totals["sent"] += _send_deletes(rt, client, day)
+    log.info("sent %d entries in %d answered bundles", totals["sent"], totals["bundles"])
+    return totals
+
+
+def _pending_bundles(ledger: sa.Engine, day: date, context_id: str) -> list:
+    """Bundles not yet answered: built ones, and claims of a dead try (this run's earlier try, or
+    any run whose claim is older than the lease)."""
+    bt = s.bundles
     with ledger.connect() as conn:
-        stale = _stamp_ago(CLAIM_LEASE_MINUTES)
-        pending = (
+        return (
             conn.execute(
                 sa.select(bt)
                 .where(
                     bt.c.window_day <= day.isoformat(),
                     sa.or_(
-                        bt.c.state.in_(["built", "sent"]), sa.and_(bt.c.state == "sending", bt.c.claimed_at < stale)
+                        bt.c.state.in_(["built", "sent"]),
+                        sa.and_(
+                            bt.c.state == "sending",
+                            sa.or_(bt.c.claimed_at < _stamp_ago(claim_lease_minutes()), bt.c.context_id == context_id),
+                        ),
                     ),
                 )
                 .order_by(bt.c.id)
@@ -407,58 +450,57 @@ def submit_day(rt: Runtime, day: date, dry_run: bool = False) -> dict:
             .mappings()
             .all()
         )
-    sent = answered = 0
-    has_deletes = any(
-        r["record_status"] == "entered-in-error" and r["register_id"]
-        for r in store.rows_in_state(ledger, day.isoformat(), [s.READY], up_to=True)
-    )
-    if not pending and not has_deletes:
-        return {"sent": 0, "bundles": 0, "dry_run": False}
-    with rt.registry() as client:
-        for bundle_row in pending:
-            if not _claim_bundle(ledger, bundle_row, rt.context_id):
-                continue  # another run (a concurrent backfill day) has it
-            rows = fb.send_order(store.rows_of_bundle(ledger, bundle_row["id"], [s.READY, s.SUBMITTED]))
-            if not rows:
-                _finish_bundle(ledger, bundle_row["id"], "answered")
-                continue
-            request_id = bundle_row["request_id"] or str(uuid.uuid4())
-            with ledger.begin() as conn:  # checkpoint: from here on a crash means "maybe sent"
-                conn.execute(sa.update(bt).where(bt.c.id == bundle_row["id"]).values(request_id=request_id))
-                conn.execute(
-                    sa.update(rv)
-                    .where(rv.c.bundle_id == bundle_row["id"], rv.c.state == s.READY)
-                    .values(state=s.SUBMITTED, updated_at=store.now_text())
-                )
-            bundle = fb.batch_bundle([fb.immunization_entry(r) for r in rows])
-            sent += len(rows)
-            try:
-                answers = client.post_bundle(bundle, request_id=request_id)
-            except RegistryUnavailable as exc:
-                # the register is down: stop here; this and the unsent bundles fail, the next run resends
-                log.error("register unavailable, stopping this run: %s", exc)
-                for unsent in pending[pending.index(bundle_row) :]:
-                    _fail_rows(ledger, unsent["id"], "REGISTER-UNAVAILABLE")
-                break
-            except RegistryError as exc:
-                log.error("bundle %s not accepted as a whole: %s", bundle_row["bundle_uuid"], exc)
-                _fail_rows(ledger, bundle_row["id"], "BUNDLE-REFUSED")
-                continue
-            outcomes = [{"id": r["id"], **interpret(a)} for r, a in zip(rows, answers, strict=True)]
-            store.set_outcomes(ledger, outcomes, from_states=[s.SUBMITTED])
-            store.supersede_replaced(ledger, [o["id"] for o in outcomes if o["state"] == s.ACCEPTED])
+
+
+def _send_pending(rt: Runtime, client: RegistryClient, day: date) -> dict:
+    ledger = rt.ledger()
+    rv, bt = s.record_versions, s.bundles
+    pending = _pending_bundles(ledger, day, rt.context_id)
+    sent = answered = transient = 0
+    for index, bundle_row in enumerate(pending):
+        if not _claim_bundle(ledger, bundle_row, rt.context_id):
+            continue  # another run (a concurrent backfill day) has it
+        rows = fb.send_order(store.rows_of_bundle(ledger, bundle_row["id"], [s.READY, s.SUBMITTED]))
+        if not rows:
             _finish_bundle(ledger, bundle_row["id"], "answered")
-            answered += 1
-        else:
-            sent += _send_deletes(rt, client, day)
-    log.info("sent %d entries in %d answered bundles", sent, answered)
-    return {"sent": sent, "bundles": answered, "dry_run": False}
+            continue
+        request_id = bundle_row["request_id"] or str(uuid.uuid4())
+        with ledger.begin() as conn:  # checkpoint: from here on a crash means "maybe sent"
+            conn.execute(sa.update(bt).where(bt.c.id == bundle_row["id"]).values(request_id=request_id))
+            conn.execute(
+                sa.update(rv)
+                .where(rv.c.bundle_id == bundle_row["id"], rv.c.state == s.READY)
+                .values(state=s.SUBMITTED, updated_at=store.now_text())
+            )
+        bundle = fb.batch_bundle([fb.immunization_entry(r) for r in rows])
+        try:
+            answers = client.post_bundle(bundle, request_id=request_id)
+        except RegistryUnavailable as exc:
+            log.error("register unavailable, stopping this run: %s", exc)
+            _fail_rows(ledger, bundle_row["id"], "REGISTER-UNAVAILABLE")
+            for unsent in pending[index + 1 :]:  # only bundles this run can claim: never another's
+                if _claim_bundle(ledger, unsent, rt.context_id):
+                    _fail_rows(ledger, unsent["id"], "REGISTER-UNAVAILABLE")
+            return {"sent": sent, "bundles": answered, "transient": 0, "unavailable": True}
+        except RegistryError as exc:
+            log.error("bundle %s not accepted as a whole: %s", bundle_row["bundle_uuid"], exc)
+            _fail_rows(ledger, bundle_row["id"], "BUNDLE-REFUSED")
+            continue
+        sent += len(rows)
+        outcomes = [{"id": r["id"], **interpret(a)} for r, a in zip(rows, answers, strict=True)]
+        store.set_outcomes(ledger, outcomes, from_states=[s.SUBMITTED])
+        store.supersede_replaced(ledger, [o["id"] for o in outcomes if o["state"] == s.ACCEPTED])
+        _finish_bundle(ledger, bundle_row["id"], "answered")
+        answered += 1
+        transient += sum(o["state"] == s.FAILED for o in outcomes)
+    return {"sent": sent, "bundles": answered, "transient": transient, "unavailable": False}
 
 
-CLAIM_LEASE_MINUTES = 30
+def claim_lease_minutes() -> float:
+    return float(os.environ.get("VAXREPORT_CLAIM_LEASE_MINUTES", "30"))
 
 
-def _stamp_ago(minutes: int) -> str:
+def _stamp_ago(minutes: float) -> str:
     from datetime import UTC, datetime, timedelta
 
     return (datetime.now(UTC) - timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -536,5 +578,6 @@ def run_day(rt: Runtime, day: date, dry_run: bool = False) -> dict:
     ensure_catalog(rt)
     validate_day(rt, day)
     build_day(rt, day, dry_run=dry_run)
-    sent = submit_day(rt, day, dry_run=dry_run)["sent"]
-    return {**report_day(rt, day, sent), "failed_sources": failed_sources}
+    submitted = submit_day(rt, day, dry_run=dry_run)
+    summary = report_day(rt, day, submitted["sent"])
+    return {**summary, "failed_sources": failed_sources, "unavailable": submitted["unavailable"]}

@@ -50,6 +50,8 @@ class RegistrySettings:
     backoff_base_s: float = 0.5
     backoff_max_s: float = 30.0
     retry_after_max_s: float = 600.0
+    time_budget_s: float = 3600.0
+    breaker_threshold: int = 8
     plain_http_hosts: tuple[str, ...] = ()
 
     @classmethod
@@ -70,6 +72,8 @@ class RegistrySettings:
             backoff_base_s=float(extra.get("backoff_base_s", 0.5)),
             backoff_max_s=float(extra.get("backoff_max_s", 30.0)),
             retry_after_max_s=float(extra.get("retry_after_max_s", 600.0)),
+            time_budget_s=float(extra.get("time_budget_s", 3600.0)),
+            breaker_threshold=int(extra.get("breaker_threshold", 8)),
             plain_http_hosts=tuple(extra.get("plain_http_hosts", ())),
         )
 

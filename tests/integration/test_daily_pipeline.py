@@ -47,6 +47,9 @@ def test_every_record_ends_in_its_ground_truth_state_and_a_rerun_sends_nothing(e
     assert sent_first == first["accepted"] + first["duplicate"] + first["rejected_register"]
     held = emulator.stats()["immunizations"]
     assert held == first["accepted"]
+    for name in ("ledger.sqlite", "ledger.sqlite-wal", "source.sqlite"):  # they hold personnummer
+        path = embedded / name
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, name
 
     again = run_day(Runtime(), DAY)
     assert again["sent"] == 0

@@ -100,9 +100,42 @@ def test_timeouts_and_5xx_back_off_then_give_up():
     ],
 )
 def test_unreadable_answers_are_protocol_errors(answer):
-    c, _ = client(Register(answer))
+    reg = Register(answer, answer, answer)
+    c, _ = client(reg)
     with pytest.raises(RegistryProtocolError):
         c.post_bundle(BUNDLE)
+    assert len({r.headers["X-Request-ID"] for r in reg.calls}) == 1  # asked again, as the same request
+
+
+def test_an_unreadable_answer_is_asked_for_again_and_the_replay_read():
+    reg = Register(httpx.Response(200, content=b'{"resourceType": "Bund'), httpx.Response(200, json=ANSWER))
+    c, _ = client(reg)
+    assert c.post_bundle(BUNDLE)[0]["response"]["status"] == "201 Created"
+    assert reg.calls[0].headers["X-Request-ID"] == reg.calls[1].headers["X-Request-ID"]
+
+
+def test_the_circuit_opens_after_failures_in_a_row_across_calls():
+    reg = Register(*[httpx.Response(503)] * 4, httpx.Response(200, json=ANSWER))
+    c, _ = client(reg, max_attempts=3, breaker_threshold=3)
+    with pytest.raises(RegistryUnavailable):
+        c.post_bundle(BUNDLE)  # 3 failures: retries spent, and the circuit is now open
+    with pytest.raises(RegistryUnavailable, match="circuit open"):
+        c.post_bundle(BUNDLE)
+    assert len(reg.calls) == 3  # the open circuit sent nothing more
+
+
+def test_429s_do_not_open_the_circuit():
+    reg = Register(*[httpx.Response(429, headers={"Retry-After": "0"})] * 3, httpx.Response(200, json=ANSWER))
+    c, _ = client(reg, max_attempts=4, breaker_threshold=2)
+    assert c.post_bundle(BUNDLE)[0]["response"]["status"] == "201 Created"
+
+
+def test_the_time_budget_stops_retries_that_would_outlast_it():
+    reg = Register(httpx.Response(503, headers={"Retry-After": "120"}), httpx.Response(200, json=ANSWER))
+    c, sleeps = client(reg, time_budget_s=60)
+    with pytest.raises(RegistryUnavailable, match="time budget"):
+        c.post_bundle(BUNDLE)
+    assert sleeps == []
 
 
 def test_whole_request_refusal_is_an_error_without_retry():

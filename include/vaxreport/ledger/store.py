@@ -212,6 +212,17 @@ def supersede_replaced(engine: sa.Engine, row_ids: Iterable[int]) -> int:
     return changed
 
 
+def sent_in_context(engine: sa.Engine, context_id: str) -> int:
+    """Entries of the bundles a run (one X-Context-ID, all its tries) had answered by the register."""
+    rv, bt = s.record_versions, s.bundles
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.select(sa.func.count())
+            .select_from(rv.join(bt, rv.c.bundle_id == bt.c.id))
+            .where(bt.c.context_id == context_id, bt.c.state == "answered")
+        ).scalar_one()
+
+
 def rows_by_id(engine: sa.Engine, ids: Iterable[int]) -> list[dict]:
     rv = s.record_versions
     out: list[dict] = []

@@ -83,6 +83,8 @@ class RegistryClient:
         self._token: str | None = None
         self._token_expires = 0.0
         self._http = httpx.Client(timeout=settings.timeout_s, transport=transport, verify=True)
+        self._deadline = time.monotonic() + settings.time_budget_s
+        self._consecutive_failures = 0
         self.calls = 0
 
     def close(self) -> None:
@@ -165,27 +167,42 @@ class RegistryClient:
             return resp
 
     def _send_with_retries(self, send: Callable[[], httpx.Response], what: str) -> httpx.Response:
+        """Retry transient failures with backoff, within the run's time budget, unless the circuit
+        is open: after `breaker_threshold` failures in a row the register is taken to be down and
+        the run stops cleanly (its records fail and a later try sends them) instead of spending
+        every retry of every bundle on it."""
         attempts = max(1, self.settings.max_attempts)
         for attempt in range(1, attempts + 1):
+            if self._consecutive_failures >= self.settings.breaker_threshold:
+                raise RegistryUnavailable(f"{what}: circuit open after {self._consecutive_failures} failures in a row")
             self.calls += 1
             try:
                 resp = send()
             except (httpx.TimeoutException, httpx.TransportError) as exc:
-                if attempt == attempts:
-                    raise RegistryUnavailable(f"{what}: {type(exc).__name__} after {attempts} attempts") from exc
-                delay = self._backoff(attempt, None)
-                log.warning("%s: %s, retry %d/%d in %.1f s", what, type(exc).__name__, attempt, attempts - 1, delay)
-                self._sleep(delay)
+                self._consecutive_failures += 1
+                self._wait_or_give_up(what, attempt, attempts, type(exc).__name__, None, exc)
                 continue
             if resp.status_code in RETRY_STATUS:
-                if attempt == attempts:
-                    raise RegistryUnavailable(f"{what}: HTTP {resp.status_code} after {attempts} attempts")
-                delay = self._backoff(attempt, resp.headers.get("Retry-After"))
-                log.warning("%s: HTTP %d, retry %d/%d in %.1f s", what, resp.status_code, attempt, attempts - 1, delay)
-                self._sleep(delay)
+                if resp.status_code != 429:  # a busy register is up; only errors count toward the breaker
+                    self._consecutive_failures += 1
+                self._wait_or_give_up(
+                    what, attempt, attempts, f"HTTP {resp.status_code}", resp.headers.get("Retry-After"), None
+                )
                 continue
+            self._consecutive_failures = 0
             return resp
         raise AssertionError("unreachable")
+
+    def _wait_or_give_up(
+        self, what: str, attempt: int, attempts: int, problem: str, retry_after: str | None, exc: Exception | None
+    ) -> None:
+        if attempt == attempts:
+            raise RegistryUnavailable(f"{what}: {problem} after {attempts} attempts") from exc
+        delay = self._backoff(attempt, retry_after)
+        if time.monotonic() + delay > self._deadline:
+            raise RegistryUnavailable(f"{what}: {problem}; the time budget of this run is spent") from exc
+        log.warning("%s: %s, retry %d/%d in %.1f s", what, problem, attempt, attempts - 1, delay)
+        self._sleep(delay)
 
     def _backoff(self, attempt: int, retry_after: str | None) -> float:
         """Retry-After when the register says so; else exponential with full jitter."""
@@ -199,23 +216,27 @@ class RegistryClient:
 
     # --- operations ---------------------------------------------------------------------------
     def post_bundle(self, bundle: dict, request_id: str | None = None) -> list[dict]:
-        """Send one batch Bundle; return the response entries, one per request entry, in order."""
-        resp = self.request("POST", "/fhir", json_body=bundle, request_id=request_id)
-        if resp.status_code != 200:
-            raise RegistryError(f"bundle refused: HTTP {resp.status_code} {_issue_summary(resp)}")
-        try:
-            body = resp.json()
-        except ValueError as exc:
-            raise RegistryProtocolError("bundle answer is not JSON") from exc
-        entries = body.get("entry") if isinstance(body, dict) else None
-        if (
-            body.get("resourceType") != "Bundle"
-            or body.get("type") != "batch-response"
-            or not isinstance(entries, list)
-            or len(entries) != len(bundle["entry"])
-        ):
-            raise RegistryProtocolError("bundle answer is not a batch-response with one entry per request")
-        return entries
+        """Send one batch Bundle; return the response entries, one per request entry, in order.
+
+        An answer that cannot be read is asked for again with the same X-Request-ID: the register
+        replays what it answered the first time instead of processing the bundle twice. If it stays
+        unreadable the bundle fails (and is sent again later); it is never taken as accepted.
+        """
+        rid = request_id or str(uuid.uuid4())
+        attempts = max(1, min(3, self.settings.max_attempts))
+        for attempt in range(1, attempts + 1):
+            resp = self.request("POST", "/fhir", json_body=bundle, request_id=rid)
+            if resp.status_code != 200:
+                raise RegistryError(f"bundle refused: HTTP {resp.status_code} {_issue_summary(resp)}")
+            try:
+                return _batch_entries(resp, len(bundle["entry"]))
+            except RegistryProtocolError as exc:
+                if attempt == attempts:
+                    raise
+                delay = self._backoff(attempt, None)
+                log.warning("bundle answer unreadable (%s); asking again in %.1f s", exc, delay)
+                self._sleep(delay)
+        raise AssertionError("unreachable")
 
     def catalog(self, page_size: int = 50) -> list[dict]:
         """All Medication resources of the vaccine catalog, following `next` links."""
@@ -238,6 +259,24 @@ class RegistryClient:
             url = next((link["url"] for link in body.get("link") or [] if link.get("relation") == "next"), None)
             params = None  # the next link carries its own query
         return resources
+
+
+def _batch_entries(resp: httpx.Response, expected: int) -> list[dict]:
+    try:
+        body = resp.json()
+    except ValueError as exc:
+        raise RegistryProtocolError("bundle answer is not JSON") from exc
+    if not isinstance(body, dict):
+        raise RegistryProtocolError("bundle answer is not a JSON object")
+    entries = body.get("entry")
+    if (
+        body.get("resourceType") != "Bundle"
+        or body.get("type") != "batch-response"
+        or not isinstance(entries, list)
+        or len(entries) != expected
+    ):
+        raise RegistryProtocolError("bundle answer is not a batch-response with one entry per request")
+    return entries
 
 
 def _oauth_error(resp: httpx.Response) -> str:
