@@ -22,11 +22,18 @@ def scrub(text: str) -> str:
     return _PERSON_ID_SHAPED.sub("[person-id]", text)
 
 
-def _nvr_code(outcome: dict | None) -> tuple[str | None, str]:
-    for issue in (outcome or {}).get("issue") or []:
-        for coding in (issue.get("details") or {}).get("coding") or []:
-            if coding.get("system") == NVR_ERROR_SYSTEM and coding.get("code"):
-                return coding["code"], issue.get("diagnostics") or ""
+def _items(value: object, key: str) -> list:
+    """`value[key]` as a list of dicts, whatever shape the answer really has."""
+    found = value.get(key) if isinstance(value, dict) else None
+    return [item for item in found if isinstance(item, dict)] if isinstance(found, list) else []
+
+
+def _nvr_code(outcome: object) -> tuple[str | None, str]:
+    for issue in _items(outcome, "issue"):
+        for coding in _items(issue.get("details"), "coding"):
+            if coding.get("system") == NVR_ERROR_SYSTEM and isinstance(coding.get("code"), str) and coding["code"]:
+                diagnostics = issue.get("diagnostics")
+                return coding["code"], diagnostics if isinstance(diagnostics, str) else ""
     return None, ""
 
 
