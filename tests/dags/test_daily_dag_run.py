@@ -76,6 +76,16 @@ def test_daily_dag_reports_every_record_as_its_ground_truth_says(tmp_path, airfl
     assert not [p for p in persons if p in log]
     assert PNR_SHAPED.findall(log) == []
 
+    # nor in any XCom value, nor in any report file outside the owner-only folders
+    with sa.create_engine(f"sqlite:///{airflow_home / 'airflow.db'}").connect() as conn:
+        xcoms = [str(v) for v in conn.execute(sa.text("SELECT value FROM xcom")).scalars()]
+    assert xcoms  # the tasks did return their counts
+    reports = [p.read_text(errors="replace") for p in (home / "reports").rglob("*") if p.is_file()]
+    assert len(reports) >= 3
+    for text in [*xcoms, *reports]:
+        assert not [p for p in persons if p in text]
+        assert PNR_SHAPED.findall(text) == []
+
     # the same day again sends nothing and changes nothing at the register
     held = emulator.stats()
     run_dag(airflow_home, env, {"day": DAY.isoformat()})
