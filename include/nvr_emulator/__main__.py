@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from nvr_emulator.config import EmulatorConfig
+from nvr_emulator.faults import FaultConfig, FaultConfigError
 from nvr_emulator.server import RemoteBindRefused, serve
 
 DEFAULTS = EmulatorConfig()
@@ -39,6 +40,13 @@ def parse_args(argv: list[str] | None = None) -> EmulatorConfig:
         help="YYYY-MM-DD: fixed 'today' for the date checks (default: today in Europe/Stockholm)",
     )
     parser.add_argument("--allow-remote", action="store_true", help="permit binding a non-loopback address")
+    parser.add_argument(
+        "--faults",
+        type=_faults,
+        default=DEFAULTS.faults,
+        metavar="JSON|@FILE",
+        help='fault injection, e.g. \'{"seed": 7, "rate_503": 0.1}\' (see README.md); default: none',
+    )
     args = parser.parse_args(argv)
     return EmulatorConfig(
         host=args.host,
@@ -51,7 +59,15 @@ def parse_args(argv: list[str] | None = None) -> EmulatorConfig:
         dose_interval_days=args.dose_interval_days,
         today=args.today,
         allow_remote=args.allow_remote,
+        faults=args.faults,
     )
+
+
+def _faults(text: str) -> FaultConfig:
+    try:
+        return FaultConfig.parse(text)
+    except (FaultConfigError, OSError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def main(argv: list[str] | None = None) -> int:

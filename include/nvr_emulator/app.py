@@ -1,9 +1,10 @@
 """The HTTP face of the emulator: FastAPI routes for token, FHIR, catalog and admin calls.
 
 Every ``/fhir`` call passes the same gate, in this order: bearer token (401), rate limit
-(429), traceability headers (400), then X-Request-ID replay. Fault injection (a later issue)
-belongs in :func:`create_app`'s ``admit`` step, before the token check, so injected faults
-look like the register's own.
+(429), traceability headers (400), then X-Request-ID replay. In front of the gate sits fault
+injection (:mod:`nvr_emulator.fault_middleware`, configured by ``config.faults`` and
+``/admin/faults``): it decides each call's fault before the register sees it, so injected
+faults look like the register's own answers (or like the network's failures).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from nvr_emulator.auth import TokenIssuer, TokenState, parse_basic, parse_bearer
 from nvr_emulator.catalog import load_catalog, medication_resource
 from nvr_emulator.config import EmulatorConfig, is_loopback
+from nvr_emulator.fault_middleware import SCOPE_KEY, FaultMiddleware
+from nvr_emulator.faults import Decision, FaultConfig, FaultConfigError, FaultInjector
 from nvr_emulator.outcomes import Problem, operation_outcome, problem
 from nvr_emulator.ratelimit import RateLimiter
 from nvr_emulator.register import Register
@@ -112,6 +115,17 @@ def create_app(config: EmulatorConfig) -> FastAPI:
     limiter = RateLimiter(config.rate_limit)
     replays = Replays(store)
 
+    def apply_faults(faults: FaultConfig) -> None:
+        tokens.ttl = faults.token_ttl if faults.token_ttl is not None else config.token_ttl
+
+    def take_tokens(how: str) -> None:
+        if how == "expire":
+            tokens.expire_all()
+        else:
+            tokens.revoke_all()
+
+    injector = FaultInjector(config.faults, on_config=apply_faults, on_revoke=take_tokens)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
@@ -125,6 +139,7 @@ def create_app(config: EmulatorConfig) -> FastAPI:
     app.state.config = config
     app.state.register = register
     app.state.tokens = tokens
+    app.state.faults = injector
 
     @app.middleware("http")
     async def echo_trace_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -135,6 +150,9 @@ def create_app(config: EmulatorConfig) -> FastAPI:
             if value:
                 response.headers[name] = value
         return response
+
+    # Added last, so outermost of the app's own middleware: faults come before everything else.
+    app.add_middleware(FaultMiddleware, injector=injector)
 
     @app.exception_handler(FhirError)
     async def fhir_error(_: Request, exc: FhirError) -> Response:
@@ -262,7 +280,11 @@ def create_app(config: EmulatorConfig) -> FastAPI:
             entries = check_bundle(body)
             if isinstance(entries, Problem):
                 return fhir_answer(entries.status, entries.outcome())
-            return fhir_answer(200, register.process_bundle(entries))
+            decision: Decision | None = request.scope.get(SCOPE_KEY)
+            transient = frozenset(i for i in range(len(entries)) if decision and decision.entry_transient(i))
+            if decision is not None:
+                injector.record_entries(decision, sorted(transient), request.method, request.url.path)
+            return fhir_answer(200, register.process_bundle(entries, transient))
 
         return await answer(request, work, ctx)
 
@@ -364,9 +386,55 @@ def create_app(config: EmulatorConfig) -> FastAPI:
 
     @app.get("/admin/stats")
     async def admin_stats(request: Request) -> dict[str, Any]:
-        """Counters for tests."""
+        """Counters for tests, with the faults injected by kind."""
         loopback_only(request)
-        return await run_in_threadpool(register.stats)
+        return await run_in_threadpool(register.stats) | {"faults": injector.injected()}
+
+    async def fault_settings(request: Request) -> dict[str, Any]:
+        try:
+            return json.loads(await request.body())
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise StarletteHTTPException(400, f"not JSON: {exc}") from exc
+
+    @app.get("/admin/faults")
+    async def admin_faults(request: Request) -> dict[str, Any]:
+        """The fault configuration, the request count, faults injected, the latest ones."""
+        loopback_only(request)
+        return injector.snapshot()
+
+    @app.put("/admin/faults")
+    async def admin_replace_faults(request: Request) -> dict[str, Any]:
+        """Replace the fault configuration (absent fields: no fault); the sequence starts again."""
+        loopback_only(request)
+        try:
+            injector.replace(FaultConfig.from_dict(await fault_settings(request)))
+        except FaultConfigError as exc:
+            raise StarletteHTTPException(400, str(exc)) from exc
+        log.info("faults replaced: %s", injector.config)
+        return injector.snapshot()
+
+    @app.patch("/admin/faults")
+    async def admin_change_faults(request: Request) -> dict[str, Any]:
+        """Change some fault settings, keep the others and the sequence."""
+        loopback_only(request)
+        try:
+            injector.update(FaultConfig.from_dict(await fault_settings(request), base=injector.config))
+        except FaultConfigError as exc:
+            raise StarletteHTTPException(400, str(exc)) from exc
+        log.info("faults changed: %s", injector.config)
+        return injector.snapshot()
+
+    @app.post("/admin/tokens/revoke")
+    async def admin_revoke_tokens(request: Request) -> dict[str, int]:
+        """Forget every token: their next use answers 401 ``login``."""
+        loopback_only(request)
+        return {"revoked": tokens.revoke_all()}
+
+    @app.post("/admin/tokens/expire")
+    async def admin_expire_tokens(request: Request) -> dict[str, int]:
+        """Let every token expire now: their next use answers 401 ``expired``."""
+        loopback_only(request)
+        return {"expired": tokens.expire_all()}
 
     @app.get("/admin/immunizations")
     async def admin_immunizations(request: Request) -> list[dict[str, Any]]:
@@ -376,9 +444,10 @@ def create_app(config: EmulatorConfig) -> FastAPI:
 
     @app.post("/admin/reset")
     async def admin_reset(request: Request) -> dict[str, str]:
-        """Empty the store (tokens stay valid)."""
+        """Empty the store and the injected-fault counts (tokens and fault settings stay)."""
         loopback_only(request)
         await run_in_threadpool(store.reset)
+        injector.clear_counts()
         return {"status": "reset"}
 
     return app

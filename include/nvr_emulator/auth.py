@@ -73,7 +73,7 @@ class TokenIssuer:
     ) -> None:
         self._client_id = client_id
         self._client_secret = client_secret
-        self._ttl = ttl
+        self.ttl = ttl
         self._clock = clock
         self._lock = threading.Lock()
         self._tokens: dict[str, tuple[str, float]] = {}
@@ -91,8 +91,9 @@ class TokenIssuer:
         with self._lock:
             # Expired tokens are kept a while so their use answers "expired", not "unknown".
             self._tokens = {t: v for t, v in self._tokens.items() if v[1] > now - 86400}
-            self._tokens[token] = (client_id, now + self._ttl)
-        return IssuedToken(token, self._ttl, client_id)
+            ttl = self.ttl
+            self._tokens[token] = (client_id, now + ttl)
+        return IssuedToken(token, ttl, client_id)
 
     def check(self, token: str | None) -> str | TokenState:
         """The client a token belongs to, or why it is refused."""
@@ -107,7 +108,20 @@ class TokenIssuer:
             return TokenState.EXPIRED
         return client_id
 
-    def revoke_all(self) -> None:
-        """Forget every token (for later fault injection: "token revocation")."""
+    def revoke_all(self) -> int:
+        """Forget every token (fault injection: revocation); their use answers 401 ``login``.
+        Returns how many were live."""
+        now = self._clock()
         with self._lock:
+            live = sum(expires_at > now for _, expires_at in self._tokens.values())
             self._tokens.clear()
+        return live
+
+    def expire_all(self) -> int:
+        """Let every live token expire now; their use answers 401 ``expired``. Returns how many."""
+        now = self._clock()
+        with self._lock:
+            live = [token for token, (_, expires_at) in self._tokens.items() if expires_at > now]
+            for token in live:
+                self._tokens[token] = (self._tokens[token][0], now)
+        return len(live)

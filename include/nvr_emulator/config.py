@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
+
+from nvr_emulator.faults import FaultConfig
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -30,6 +32,7 @@ class EmulatorConfig:
         dose_interval_days: minimum days between two COVID-19 doses of one person.
         today: fixed "today" for tests; None means the current date in Europe/Stockholm.
         allow_remote: permit binding a non-loopback address.
+        faults: fault injection at start-up (none by default); ``/admin/faults`` changes it.
     """
 
     host: str = "127.0.0.1"
@@ -42,6 +45,7 @@ class EmulatorConfig:
     dose_interval_days: int = 21
     today: dt.date | None = None
     allow_remote: bool = False
+    faults: FaultConfig = field(default_factory=FaultConfig)
 
     def current_date(self) -> dt.date:
         """Today as the register sees it: the override, or the date in Stockholm now."""

@@ -18,6 +18,7 @@ STATUS_LINES = {
     400: "400 Bad Request",
     404: "404 Not Found",
     422: "422 Unprocessable Entity",
+    503: "503 Service Unavailable",
 }
 
 
@@ -123,3 +124,13 @@ BUNDLE_DELETE = Problem(400, "error", "not-supported", "BUNDLE-DELETE",
                         "DELETE är inte tillåtet i en Bundle; radera en vaccination i taget",
                         ("Bundle.entry.request.method",))
 # fmt: on
+
+#: Fault injection's per-entry answer: the entry was not processed (nothing stored); send it again.
+TRANSIENT = Problem(
+    503,
+    "error",
+    "transient",
+    "TRANSIENT",
+    "Tillfälligt fel; vaccinationen är inte registrerad, skicka den igen",
+    ("Bundle.entry",),
+)

@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from nvr_emulator.outcomes import STATUS_LINES, Problem, problem
+from nvr_emulator.outcomes import STATUS_LINES, TRANSIENT, Problem, problem
 from nvr_emulator.rules import (
     HSA_SYSTEMS,
     STRUCTURE,
@@ -88,9 +88,16 @@ class Register:
 
     # -- batch ----------------------------------------------------------------------------
 
-    def process_bundle(self, entries: list[Any]) -> dict[str, Any]:
-        """Answer a checked batch with a ``batch-response``, one entry per request entry, in order."""
-        answers = [self.process_entry(entry) for entry in entries]
+    def process_bundle(self, entries: list[Any], transient: frozenset[int] = frozenset()) -> dict[str, Any]:
+        """Answer a checked batch with a ``batch-response``, one entry per request entry, in order.
+
+        Entries whose index is in ``transient`` (fault injection) are answered 503 ``TRANSIENT``
+        without being processed: nothing of them is stored.
+        """
+        answers = [
+            self.transient_entry() if index in transient else self.process_entry(entry)
+            for index, entry in enumerate(entries)
+        ]
         with self.store.transaction():
             self.store.bump("posts")
         return {
@@ -114,6 +121,13 @@ class Register:
             self.store.bump("entries")
             self.store.bump(f"outcome:{answer.key}")
         return answer
+
+    def transient_entry(self) -> EntryAnswer:
+        """An entry refused by fault injection: counted, not processed."""
+        with self.store.transaction():
+            self.store.bump("entries")
+            self.store.bump(f"outcome:{TRANSIENT.nvr_code}")
+        return _refused(TRANSIENT)
 
     def _create(self, request: EntryRequest, resource: Any) -> EntryAnswer:
         vaccination = read_vaccination(resource)  # 0

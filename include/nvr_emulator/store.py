@@ -150,6 +150,10 @@ class Store:
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         if path is not None:
+            # WAL: a commit is one append to the log, and a process killed mid-transaction leaves
+            # only uncommitted frames, which the next open ignores. NORMAL (not FULL) syncs at
+            # checkpoints only: a killed process loses nothing committed (the OS has the pages);
+            # only a power cut could lose the last commits, and never half of one.
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")

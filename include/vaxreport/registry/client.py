@@ -248,17 +248,32 @@ class RegistryClient:
             pages += 1
             if pages > 1000:
                 raise RegistryProtocolError("catalog paging does not end")
+            body = self._read_page(url, params)
+            resources.extend(e["resource"] for e in _dicts(body.get("entry")) if isinstance(e.get("resource"), dict))
+            url = next((link.get("url") for link in _dicts(body.get("link")) if link.get("relation") == "next"), None)
+            params = None  # the next link carries its own query
+        return resources
+
+    def _read_page(self, url: str, params: dict | None) -> dict:
+        """One searchset page; an unreadable one is fetched again (a GET changes nothing)."""
+        attempts = max(1, min(3, self.settings.max_attempts))
+        for attempt in range(1, attempts + 1):
             resp = self.request("GET", url, params=params)
             if resp.status_code != 200:
                 raise RegistryError(f"catalog refused: HTTP {resp.status_code}")
             try:
                 body = resp.json()
-            except ValueError as exc:
-                raise RegistryProtocolError("catalog page is not JSON") from exc
-            resources.extend(e["resource"] for e in body.get("entry") or [] if "resource" in e)
-            url = next((link["url"] for link in body.get("link") or [] if link.get("relation") == "next"), None)
-            params = None  # the next link carries its own query
-        return resources
+                if isinstance(body, dict) and body.get("resourceType") == "Bundle":
+                    return body
+            except ValueError:
+                pass
+            if attempt < attempts:
+                self._sleep(self._backoff(attempt, None))
+        raise RegistryProtocolError("catalog page is not a Bundle")
+
+
+def _dicts(value: object) -> list[dict]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
 def _batch_entries(resp: httpx.Response, expected: int) -> list[dict]:
