@@ -110,7 +110,10 @@ def vaccinations_daily():
         from vaxreport.pipeline import report_day
 
         rt, day, _ = _setup()
-        return report_day(rt, day, sent=sent_in_context(rt.ledger(), rt.context_id))
+        submitted = get_current_context()["ti"].xcom_pull(task_ids="submit_bundles")
+        # a failed submission left no XCom: then what this run's bundles carried, from the ledger
+        sent = submitted["sent"] if submitted else sent_in_context(rt.ledger(), rt.context_id)
+        return report_day(rt, day, sent=sent)
 
     sources = list_sources()
     extracted = extract_vaccinations.expand(source=sources)

@@ -47,6 +47,13 @@ def parse_args(argv: list[str] | None = None) -> EmulatorConfig:
         metavar="JSON|@FILE",
         help='fault injection, e.g. \'{"seed": 7, "rate_503": 0.1}\' (see README.md); default: none',
     )
+    parser.add_argument(
+        "--findings-delay-days",
+        type=_days,
+        default=DEFAULTS.findings_delay_days,
+        metavar="N",
+        help="days after storing that a person missing from the population register is found (default: 0)",
+    )
     args = parser.parse_args(argv)
     return EmulatorConfig(
         host=args.host,
@@ -60,7 +67,18 @@ def parse_args(argv: list[str] | None = None) -> EmulatorConfig:
         today=args.today,
         allow_remote=args.allow_remote,
         faults=args.faults,
+        findings_delay_days=args.findings_delay_days,
     )
+
+
+def _days(text: str) -> int:
+    try:
+        days = int(text)
+    except ValueError:
+        days = -1
+    if days < 0:
+        raise argparse.ArgumentTypeError(f"not a number of days (0 or more): {text!r}")
+    return days
 
 
 def _faults(text: str) -> FaultConfig:

@@ -1,6 +1,6 @@
-"""The HTTP face of the emulator: FastAPI routes for token, FHIR, catalog and admin calls.
+"""The HTTP face of the emulator: FastAPI routes for token, FHIR, catalog, reports and admin calls.
 
-Every ``/fhir`` call passes the same gate, in this order: bearer token (401), rate limit
+Every ``/fhir`` call (and ``/reports/errors``) passes the same gate, in this order: bearer token (401), rate limit
 (429), traceability headers (400), then X-Request-ID replay. In front of the gate sits fault
 injection (:mod:`nvr_emulator.fault_middleware`, configured by ``config.faults`` and
 ``/admin/faults``): it decides each call's fault before the register sees it, so injected
@@ -9,8 +9,10 @@ faults look like the register's own answers (or like the network's failures).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
+import re
 import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -27,7 +29,7 @@ from nvr_emulator.catalog import load_catalog, medication_resource
 from nvr_emulator.config import EmulatorConfig, is_loopback
 from nvr_emulator.fault_middleware import SCOPE_KEY, FaultMiddleware
 from nvr_emulator.faults import Decision, FaultConfig, FaultConfigError, FaultInjector
-from nvr_emulator.outcomes import Problem, operation_outcome, problem
+from nvr_emulator.outcomes import FINDING_TEXTS, Problem, operation_outcome, problem
 from nvr_emulator.ratelimit import RateLimiter
 from nvr_emulator.register import Register
 from nvr_emulator.replay import Replays
@@ -46,6 +48,8 @@ TRACE_HEADERS = ("X-Request-ID", "X-Context-ID")
 REQUIRED_HEADERS = ("X-Request-ID", "X-Context-ID", "X-User-Agent")
 UUID_HEADERS = frozenset({"X-Request-ID", "X-Context-ID"})
 DEFAULT_PAGE, MAX_PAGE = 20, 100
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+FINDING_FIELDS = frozenset({"register_id", "code", "text", "found"})
 
 
 class FhirError(Exception):
@@ -106,11 +110,65 @@ def _int_param(request: Request, name: str, default: int, minimum: int) -> int:
     return value
 
 
+def _iso_date(value: object) -> dt.date | None:
+    """A strict ``YYYY-MM-DD`` calendar date, or None."""
+    if not isinstance(value, str) or not _ISO_DATE.fullmatch(value):
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _report_period(request: Request) -> tuple[dt.date, dt.date] | dict[str, Any]:
+    """``from`` and ``to`` of ``/reports/errors``, or an OperationOutcome with one issue per bad one."""
+    issues = []
+    dates: dict[str, dt.date] = {}
+    for name in ("from", "to"):
+        values = request.query_params.getlist(name)
+        if not values or not values[0].strip():
+            issues.append(
+                {
+                    "severity": "error",
+                    "code": "required",
+                    "diagnostics": f"Parametern {name} saknas (ÅÅÅÅ-MM-DD)",
+                    "expression": [name],
+                }
+            )
+            continue
+        day = _iso_date(values[0]) if len(values) == 1 else None
+        if day is None:
+            issues.append(
+                {
+                    "severity": "error",
+                    "code": "value",
+                    "diagnostics": f"Parametern {name} måste vara ett datum ÅÅÅÅ-MM-DD",
+                    "expression": [name],
+                }
+            )
+            continue
+        dates[name] = day
+    if not issues and dates["to"] <= dates["from"]:
+        issues.append(
+            {
+                "severity": "error",
+                "code": "value",
+                "diagnostics": "Parametern to måste vara senare än from",
+                "expression": ["from", "to"],
+            }
+        )
+    if issues:
+        return {"resourceType": "OperationOutcome", "issue": issues}
+    return dates["from"], dates["to"]
+
+
 def create_app(config: EmulatorConfig) -> FastAPI:
     """Build an emulator app with its own store, catalog, tokens and rate limiter."""
     catalog = load_catalog()
     store = Store(config.db)
-    register = Register(store, catalog, config.dose_interval_days, config.current_date)
+    register = Register(
+        store, catalog, config.dose_interval_days, config.current_date, findings_delay_days=config.findings_delay_days
+    )
     tokens = TokenIssuer(config.client_id, config.client_secret, config.token_ttl)
     limiter = RateLimiter(config.rate_limit)
     replays = Replays(store)
@@ -282,9 +340,17 @@ def create_app(config: EmulatorConfig) -> FastAPI:
                 return fhir_answer(entries.status, entries.outcome())
             decision: Decision | None = request.scope.get(SCOPE_KEY)
             transient = frozenset(i for i in range(len(entries)) if decision and decision.entry_transient(i))
+            # A transient entry is not processed, so it cannot be dropped as well.
+            silent = frozenset(
+                i for i in range(len(entries)) if decision and i not in transient and decision.entry_silent_drop(i)
+            )
+            result = register.process_batch(entries, transient, silent)
             if decision is not None:
                 injector.record_entries(decision, sorted(transient), request.method, request.url.path)
-            return fhir_answer(200, register.process_bundle(entries, transient))
+                injector.record_entries(
+                    decision, result.dropped, request.method, request.url.path, "silent_drop", ids=result.dropped_ids
+                )
+            return fhir_answer(200, result.bundle)
 
         return await answer(request, work, ctx)
 
@@ -373,6 +439,21 @@ def create_app(config: EmulatorConfig) -> FastAPI:
 
         return await answer(request, work)
 
+    # -- reports --------------------------------------------------------------------------
+
+    @app.get("/reports/errors")
+    async def report_errors(request: Request) -> Response:
+        """The register's later findings found in [from, to): the weekly error file, as JSON."""
+
+        def work() -> StoredAnswer:
+            period = _report_period(request)
+            if isinstance(period, dict):
+                return fhir_answer(400, period)
+            body = register.report(*period)
+            return StoredAnswer(200, "application/json", _dumps(body), {})
+
+        return await answer(request, work)
+
     # -- operations -----------------------------------------------------------------------
 
     @app.get("/health")
@@ -441,6 +522,39 @@ def create_app(config: EmulatorConfig) -> FastAPI:
         """Every record's current version, deleted ones included."""
         loopback_only(request)
         return [record.summary() for record in await run_in_threadpool(store.records)]
+
+    @app.get("/admin/findings")
+    async def admin_findings(request: Request) -> list[dict[str, Any]]:
+        """Every finding in the order recorded, deleted records' too, whatever its date."""
+        loopback_only(request)
+        return [finding.summary() for finding in await run_in_threadpool(store.findings)]
+
+    @app.post("/admin/findings", status_code=201)
+    async def admin_add_finding(request: Request) -> dict[str, Any]:
+        """Inject a finding about a stored record: ``{"register_id", "code", "text", "found"}``."""
+        loopback_only(request)
+        data = await fault_settings(request)
+        if not isinstance(data, dict):
+            raise StarletteHTTPException(400, "a finding must be a JSON object")
+        unknown = sorted(set(data) - FINDING_FIELDS)
+        if unknown:
+            raise StarletteHTTPException(400, f"unknown field(s): {', '.join(unknown)}")
+        register_id, code = data.get("register_id"), data.get("code")
+        if not isinstance(register_id, str) or not register_id:
+            raise StarletteHTTPException(400, "register_id must be a non-empty string")
+        if not isinstance(code, str) or not code.strip():
+            raise StarletteHTTPException(400, "code must be a non-empty string")
+        text = data.get("text", FINDING_TEXTS.get(code))
+        if not isinstance(text, str) or not text.strip():
+            raise StarletteHTTPException(400, f"text must be a non-empty string (no default for code {code!r})")
+        found = _iso_date(data["found"]) if "found" in data else config.current_date()
+        if found is None:
+            raise StarletteHTTPException(400, "found must be a date YYYY-MM-DD")
+        record = await run_in_threadpool(store.get, register_id)
+        if record is None:
+            raise StarletteHTTPException(404, f"no stored record {register_id!r}")
+        finding = await run_in_threadpool(register.add_finding, record, code, text, found)
+        return finding.summary()
 
     @app.post("/admin/reset")
     async def admin_reset(request: Request) -> dict[str, str]:

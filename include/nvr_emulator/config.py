@@ -33,6 +33,9 @@ class EmulatorConfig:
         today: fixed "today" for tests; None means the current date in Europe/Stockholm.
         allow_remote: permit binding a non-loopback address.
         faults: fault injection at start-up (none by default); ``/admin/faults`` changes it.
+        findings_delay_days: a stored vaccination's person is looked up in the population
+            register this many days after it was stored: the ``found`` date of a
+            ``PERSON-NOT-FOUND`` finding (0: the same day).
     """
 
     host: str = "127.0.0.1"
@@ -46,6 +49,11 @@ class EmulatorConfig:
     today: dt.date | None = None
     allow_remote: bool = False
     faults: FaultConfig = field(default_factory=FaultConfig)
+    findings_delay_days: int = 0
+
+    def __post_init__(self) -> None:
+        if self.findings_delay_days < 0:
+            raise ValueError("findings_delay_days must not be negative")
 
     def current_date(self) -> dt.date:
         """Today as the register sees it: the override, or the date in Stockholm now."""

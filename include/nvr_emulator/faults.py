@@ -5,7 +5,7 @@
 one's fault from ``(seed, request number)`` alone, so the same seed and the same sequence of
 requests give the same faults, whatever the timing. The HTTP side (sleeping, answering,
 dropping the connection) is :mod:`nvr_emulator.fault_middleware`; the per-entry transient
-answer is :meth:`nvr_emulator.register.Register.process_bundle`'s.
+answer and silent drop are :meth:`nvr_emulator.register.Register.process_bundle`'s.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ _RATE_FIELDS = {
     "malformed": "rate_malformed",
     "drop_after_processing": "rate_drop_after_processing",
 }
+#: Per-entry rates: independent draws per batch entry, not part of the whole-request bands.
+_ENTRY_RATE_FIELDS = ("rate_entry_transient", "rate_silent_drop")
 MALFORMED_KINDS = ("truncated", "not-json", "not-fhir", "empty-batch-response")
 HANG_THEN = ("drop", "answer")
 REVOKE_AS = ("revoke", "expire")
@@ -45,7 +47,8 @@ class FaultConfigError(ValueError):
 @dataclass(frozen=True)
 class FaultConfig:
     """What may go wrong. All rates are probabilities per ``/fhir`` request (per entry for
-    ``rate_entry_transient``); the whole-request rates together must not exceed 1.
+    ``rate_entry_transient`` and ``rate_silent_drop``); the whole-request rates together must
+    not exceed 1.
 
     Attributes:
         seed: decides every random choice together with the request number.
@@ -71,6 +74,9 @@ class FaultConfig:
             close the connection without sending it (the crash window).
         rate_entry_transient: per batch entry: answer it ``503 Service Unavailable``,
             ``transient`` / ``TRANSIENT``, without storing it; the other entries as usual.
+        rate_silent_drop: per batch entry that would be created: answer ``201 Created`` with a
+            location as if stored, but store nothing (records the register silently lost).
+            Drawn independently of ``rate_entry_transient``; a transient entry is not dropped.
         token_ttl: lifetime of tokens issued from now on (None: the start-up ``--token-ttl``).
         revoke_tokens_after_requests: N > 0: after N ``/fhir`` requests every token is revoked
             (request N + 1 meets the revocation); 0 = off.
@@ -96,6 +102,7 @@ class FaultConfig:
     malformed_processed: bool = False
     rate_drop_after_processing: float = 0.0
     rate_entry_transient: float = 0.0
+    rate_silent_drop: float = 0.0
     token_ttl: int | None = None
     revoke_tokens_after_requests: int = 0
     revoke_tokens_repeat: bool = False
@@ -170,8 +177,9 @@ def _validate(config: FaultConfig) -> None:
     for name in _RATE_FIELDS.values():
         if not 0.0 <= getattr(config, name) <= 1.0:
             raise FaultConfigError(f"{name} must be between 0 and 1")
-    if not 0.0 <= config.rate_entry_transient <= 1.0:
-        raise FaultConfigError("rate_entry_transient must be between 0 and 1")
+    for name in _ENTRY_RATE_FIELDS:
+        if not 0.0 <= getattr(config, name) <= 1.0:
+            raise FaultConfigError(f"{name} must be between 0 and 1")
     total = sum(getattr(config, name) for name in _RATE_FIELDS.values())
     if total > 1.0 + 1e-9:
         raise FaultConfigError(f"the whole-request rates add up to {total:g}, more than 1")
@@ -216,6 +224,16 @@ class Decision:
         if rate <= 0.0:
             return False
         return random.Random(f"nvr-faults:{self.config.seed}:{self.number}:entry:{index}").random() < rate
+
+    def entry_silent_drop(self, index: int) -> bool:
+        """Whether entry ``index`` (0-based), if it would be created, is answered 201 but not stored.
+
+        Its own random stream, so switching it on moves none of the transient draws.
+        """
+        rate = self.config.rate_silent_drop
+        if rate <= 0.0:
+            return False
+        return random.Random(f"nvr-faults:{self.config.seed}:{self.number}:entry:{index}:silent-drop").random() < rate
 
 
 def decide(config: FaultConfig, number: int) -> Decision:
@@ -322,19 +340,29 @@ class FaultInjector:
                     {"request": decision.number, "method": method, "path": path, "fault": kind, **extra}
                 )
 
-    def record_entries(self, decision: Decision, indices: list[int], method: str, path: str) -> None:
-        """Count the transient entries of one batch."""
+    def record_entries(
+        self,
+        decision: Decision,
+        indices: list[int],
+        method: str,
+        path: str,
+        kind: str = "entry_transient",
+        **extra: Any,
+    ) -> None:
+        """Count the entries of one batch that met a per-entry fault (``entry_transient``,
+        ``silent_drop``)."""
         if not indices:
             return
         with self._lock:
-            self._seq.injected["entry_transient"] += len(indices)
+            self._seq.injected[kind] += len(indices)
             self._seq.recent.append(
                 {
                     "request": decision.number,
                     "method": method,
                     "path": path,
-                    "fault": "entry_transient",
+                    "fault": kind,
                     "entries": indices,
+                    **extra,
                 }
             )
 

@@ -134,3 +134,12 @@ TRANSIENT = Problem(
     "Tillfälligt fel; vaccinationen är inte registrerad, skicka den igen",
     ("Bundle.entry",),
 )
+
+
+#: Later findings (``GET /reports/errors``): nvr-error code → Swedish text. The register's own
+#: population look-up makes ``PERSON-NOT-FOUND``; the others come from ``POST /admin/findings``.
+PERSON_NOT_FOUND = "PERSON-NOT-FOUND"
+FINDING_TEXTS = {
+    PERSON_NOT_FOUND: "Personen finns inte i folkbokföringen",
+    "DUPLICATE-LATER": "Dubblett upptäckt vid avstämning",
+}

@@ -4,6 +4,10 @@ Entries are processed strictly in request order, each in its own transaction, so
 entry of a batch sees what an earlier one stored. The rule order is the contract's:
 structure (0), ``ifNoneExist`` (1), rules 2–9 (:func:`rules.check_vaccination`), dose
 interval (10), duplicate control (11).
+
+Every stored version (created or updated) is also looked up in the population register
+(:mod:`nvr_emulator.population`); a miss is no part of the answer but a finding, reported
+later by :meth:`Register.report` (``GET /reports/errors``).
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from nvr_emulator.outcomes import STATUS_LINES, TRANSIENT, Problem, problem
+from nvr_emulator.outcomes import FINDING_TEXTS, PERSON_NOT_FOUND, STATUS_LINES, TRANSIENT, Problem, problem
+from nvr_emulator.population import is_registered
 from nvr_emulator.rules import (
     HSA_SYSTEMS,
     STRUCTURE,
@@ -25,7 +30,7 @@ from nvr_emulator.rules import (
     read_entry_request,
     read_vaccination,
 )
-from nvr_emulator.store import Record, Store
+from nvr_emulator.store import Finding, Record, Store
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -57,6 +62,23 @@ class EntryAnswer:
         return {"response": response}
 
 
+class _SilentDrop(Exception):
+    """Raised inside an entry's transaction to roll back a write that is answered anyway."""
+
+    def __init__(self, answer: EntryAnswer) -> None:
+        super().__init__(answer.status)
+        self.answer = answer
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """A processed batch: the ``batch-response`` and the entries silently dropped."""
+
+    bundle: dict[str, Any]
+    dropped: list[int]
+    dropped_ids: list[str]
+
+
 def _refused(found: Problem, record: Record | None = None) -> EntryAnswer:
     return EntryAnswer(found.status, record, found, found.nvr_code or "")
 
@@ -80,47 +102,93 @@ def same_content(record: Record, checked: CheckedVaccination) -> bool:
 class Register:
     """Processes batches, deletes and searches the way the NVR API answers them."""
 
-    def __init__(self, store: Store, catalog: Catalog, dose_interval_days: int, today: Callable[[], dt.date]):
+    def __init__(
+        self,
+        store: Store,
+        catalog: Catalog,
+        dose_interval_days: int,
+        today: Callable[[], dt.date],
+        findings_delay_days: int = 0,
+    ):
         self.store = store
         self.catalog = catalog
         self.dose_interval_days = dose_interval_days
         self.today = today
+        self.findings_delay_days = findings_delay_days
 
     # -- batch ----------------------------------------------------------------------------
 
-    def process_bundle(self, entries: list[Any], transient: frozenset[int] = frozenset()) -> dict[str, Any]:
+    def process_bundle(
+        self,
+        entries: list[Any],
+        transient: frozenset[int] = frozenset(),
+        silent_drop: frozenset[int] = frozenset(),
+    ) -> dict[str, Any]:
         """Answer a checked batch with a ``batch-response``, one entry per request entry, in order.
 
         Entries whose index is in ``transient`` (fault injection) are answered 503 ``TRANSIENT``
-        without being processed: nothing of them is stored.
+        without being processed: nothing of them is stored. Entries in ``silent_drop`` that would
+        be created are answered 201 as usual, but nothing of them is stored.
         """
-        answers = [
-            self.transient_entry() if index in transient else self.process_entry(entry)
-            for index, entry in enumerate(entries)
-        ]
+        return self.process_batch(entries, transient, silent_drop).bundle
+
+    def process_batch(
+        self,
+        entries: list[Any],
+        transient: frozenset[int] = frozenset(),
+        silent_drop: frozenset[int] = frozenset(),
+    ) -> BatchResult:
+        """:meth:`process_bundle`, also telling which entries were silently dropped."""
+        answers = []
+        dropped: list[int] = []
+        for index, entry in enumerate(entries):
+            if index in transient:
+                answers.append(self.transient_entry())
+                continue
+            answer, was_dropped = self._process_entry(entry, silent_drop=index in silent_drop)
+            answers.append(answer)
+            if was_dropped:
+                dropped.append(index)
         with self.store.transaction():
             self.store.bump("posts")
-        return {
+        bundle = {
             "resourceType": "Bundle",
             "id": str(uuid.uuid4()),
             "type": "batch-response",
             "timestamp": now_instant(),
             "entry": [answer.response_entry() for answer in answers],
         }
+        ids = [answers[index].record.id for index in dropped if answers[index].record is not None]
+        return BatchResult(bundle, dropped, ids)
 
     def process_entry(self, entry: Any) -> EntryAnswer:
         """One entry in one transaction, with its statistics."""
-        with self.store.transaction():
-            request = read_entry_request(entry)
-            if isinstance(request, Problem):
-                answer = _refused(request)
-            elif request.method == "PUT":
-                answer = self._update(request, entry.get("resource"))
-            else:
-                answer = self._create(request, entry.get("resource"))
-            self.store.bump("entries")
-            self.store.bump(f"outcome:{answer.key}")
-        return answer
+        return self._process_entry(entry)[0]
+
+    def _process_entry(self, entry: Any, silent_drop: bool = False) -> tuple[EntryAnswer, bool]:
+        """One entry; with ``silent_drop``, a creation is rolled back but answered (and counted)
+        as if stored. Returns the answer and whether it was dropped."""
+        try:
+            with self.store.transaction():
+                request = read_entry_request(entry)
+                if isinstance(request, Problem):
+                    answer = _refused(request)
+                elif request.method == "PUT":
+                    answer = self._update(request, entry.get("resource"))
+                else:
+                    answer = self._create(request, entry.get("resource"))
+                if silent_drop and answer.status == 201:
+                    raise _SilentDrop(answer)
+                self.store.bump("entries")
+                self.store.bump(f"outcome:{answer.key}")
+        except _SilentDrop as drop:
+            # The record, its identifier and its findings are gone with the rollback; the client
+            # is told what it would have been told, and the statistics count what it was told.
+            with self.store.transaction():
+                self.store.bump("entries")
+                self.store.bump(f"outcome:{drop.answer.key}")
+            return drop.answer, True
+        return answer, False
 
     def transient_entry(self) -> EntryAnswer:
         """An entry refused by fault injection: counted, not processed."""
@@ -204,6 +272,15 @@ class Register:
         )
         self.store.save(record)
         self.store.add_identifier(checked.identifier_system, checked.identifier_value, record_id)
+        if not is_registered(checked.person.value):
+            found = self.today() + dt.timedelta(days=self.findings_delay_days)
+            self.store.add_finding(
+                record_id,
+                (checked.identifier_system, checked.identifier_value),
+                PERSON_NOT_FOUND,
+                FINDING_TEXTS[PERSON_NOT_FOUND],
+                found.isoformat(),
+            )
         return record
 
     # -- single-resource calls -------------------------------------------------------------
@@ -246,6 +323,28 @@ class Register:
                 systems = tuple(sorted(HSA_SYSTEMS)) if system in HSA_SYSTEMS else (system,)
             careunit = (systems, value)
         return self.store.count(conditions, careunit)
+
+    # -- later findings --------------------------------------------------------------------
+
+    def report(self, found_from: dt.date, found_before: dt.date) -> dict[str, Any]:
+        """``GET /reports/errors``: findings of live records found in [from, to), up to today.
+
+        A finding dated after the emulator's today (``--findings-delay-days``) is not found yet.
+        """
+        upper = min(found_before, self.today() + dt.timedelta(days=1))
+        rows = self.store.findings(found_from.isoformat(), upper.isoformat()) if upper > found_from else []
+        return {
+            "from": found_from.isoformat(),
+            "to": found_before.isoformat(),
+            "rows": [finding.row() for finding in rows],
+        }
+
+    def add_finding(self, record: Record, code: str, text: str, found: dt.date) -> Finding:
+        """A finding about a stored record under its current identifier (``POST /admin/findings``)."""
+        with self.store.transaction():
+            return self.store.add_finding(
+                record.id, (record.identifier_system, record.identifier_value), code, text, found.isoformat()
+            )
 
     def stats(self) -> dict[str, Any]:
         """Counters for tests: live records, processed posts and entries, outcomes by key."""

@@ -1,4 +1,4 @@
-"""The register's memory: vaccinations, identifier aliases, replayable answers, counters.
+"""The register's memory: vaccinations, identifier aliases, later findings, replayable answers, counters.
 
 SQLite, in memory by default or in a file (``--db``) so state survives a restart. Every
 entry is written in its own transaction (:meth:`Store.transaction`), so a crash never leaves
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
     from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: findings
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS immunizations (
     id TEXT PRIMARY KEY,
@@ -60,6 +60,17 @@ CREATE TABLE IF NOT EXISTS replays (
     PRIMARY KEY (client_id, request_id)
 );
 CREATE INDEX IF NOT EXISTS replays_created ON replays (created_at);
+CREATE TABLE IF NOT EXISTS findings (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    immunization_id TEXT NOT NULL REFERENCES immunizations (id),
+    identifier_system TEXT NOT NULL,
+    identifier_value TEXT NOT NULL,
+    code TEXT NOT NULL,
+    text TEXT NOT NULL,
+    found TEXT NOT NULL,
+    UNIQUE (immunization_id, identifier_system, identifier_value, code, found)
+);
+CREATE INDEX IF NOT EXISTS findings_found ON findings (found, immunization_id);
 CREATE TABLE IF NOT EXISTS counters (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -106,6 +117,53 @@ class Record:
             "version": self.version,
             "deleted": self.deleted,
         }
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Something the register found out about a stored vaccination after answering it."""
+
+    id: int
+    register_id: str
+    identifier_system: str
+    identifier_value: str
+    code: str
+    text: str
+    found: str
+    deleted: bool
+
+    def row(self) -> dict[str, Any]:
+        """One row of ``GET /reports/errors``."""
+        return {
+            "register_id": self.register_id,
+            "identifier": {"system": self.identifier_system, "value": self.identifier_value},
+            "code": self.code,
+            "text": self.text,
+            "found": self.found,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """The admin listing's view: the report row plus the finding's id and the record's state."""
+        return {"id": self.id, **self.row(), "deleted": self.deleted}
+
+
+_FINDING_SELECT = (
+    "SELECT f.id, f.immunization_id, f.identifier_system, f.identifier_value, f.code, f.text, f.found, i.deleted "
+    "FROM findings f JOIN immunizations i ON i.id = f.immunization_id"
+)
+
+
+def _finding(row: sqlite3.Row) -> Finding:
+    return Finding(
+        id=row["id"],
+        register_id=row["immunization_id"],
+        identifier_system=row["identifier_system"],
+        identifier_value=row["identifier_value"],
+        code=row["code"],
+        text=row["text"],
+        found=row["found"],
+        deleted=bool(row["deleted"]),
+    )
 
 
 @dataclass(frozen=True)
@@ -293,6 +351,42 @@ class Store:
         """How many records are not deleted."""
         return int(self._db.execute("SELECT COUNT(*) FROM immunizations WHERE deleted = 0").fetchone()[0])
 
+    # -- findings -------------------------------------------------------------------------
+
+    @_serialised
+    def add_finding(
+        self, immunization_id: str, identifier: tuple[str, str], code: str, text: str, found: str
+    ) -> Finding:
+        """Record a finding; the same finding (record, identifier, code, date) is kept once."""
+        system, value = identifier
+        self._db.execute(
+            "INSERT INTO findings (immunization_id, identifier_system, identifier_value, code, text, found) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (immunization_id, system, value, code, text, found),
+        )
+        row = self._db.execute(
+            f"{_FINDING_SELECT} WHERE f.immunization_id = ? AND f.identifier_system = ? "
+            "AND f.identifier_value = ? AND f.code = ? AND f.found = ?",
+            (immunization_id, system, value, code, found),
+        ).fetchone()
+        return _finding(row)
+
+    @_serialised
+    def findings(self, found_from: str | None = None, found_before: str | None = None) -> list[Finding]:
+        """Findings of live records found in [from, before), by date found and register id.
+
+        Without bounds: every finding, deleted records' too (the admin listing).
+        """
+        if found_from is None or found_before is None:
+            sql, params = f"{_FINDING_SELECT} ORDER BY f.id", ()
+        else:
+            sql = (
+                f"{_FINDING_SELECT} WHERE i.deleted = 0 AND f.found >= ? AND f.found < ? "
+                "ORDER BY f.found, f.immunization_id, f.id"
+            )
+            params = (found_from, found_before)
+        return [_finding(row) for row in self._db.execute(sql, params).fetchall()]
+
     # -- counters -------------------------------------------------------------------------
 
     @_serialised
@@ -348,7 +442,7 @@ class Store:
 
     @_serialised
     def reset(self) -> None:
-        """Forget everything: vaccinations, identifiers, replays, counters."""
+        """Forget everything: vaccinations, identifiers, findings, replays, counters."""
         with self.transaction():
-            for table in ("identifiers", "immunizations", "replays", "counters"):
+            for table in ("findings", "identifiers", "immunizations", "replays", "counters"):
                 self._db.execute(f"DELETE FROM {table}")

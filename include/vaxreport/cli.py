@@ -86,6 +86,25 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     return 0
 
 
+def _month(text: str) -> date:
+    try:
+        return date.fromisoformat(f"{text}-01") if len(text) == 7 else date.fromisoformat(text).replace(day=1)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a month (YYYY-MM): {text!r}") from exc
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from vaxreport.pipeline import Runtime
+    from vaxreport.reconcile.run import reconcile_month, reconciliation_line
+
+    summary = reconcile_month(Runtime(), args.month, threshold=args.threshold)
+    print(reconciliation_line(summary))
+    print(f"report: {summary['report']}")
+    for problem in summary["problems"]:
+        print(f"PROBLEM: {problem}")
+    return 1 if summary["problems"] else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m vaxreport", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
@@ -107,6 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     summ = sub.add_parser("summary", help="print the summary line of a finished run")
     summ.add_argument("--day", type=_day, default=_yesterday())
     summ.set_defaults(func=cmd_summary)
+
+    rec = sub.add_parser("reconcile", help="reconcile one month of the sources against ledger and register")
+    rec.add_argument("--month", type=_month, required=True, help="YYYY-MM")
+    rec.add_argument("--threshold", type=int, default=0, help="tolerated unexplained difference (records)")
+    rec.set_defaults(func=cmd_reconcile)
 
     catalog = sub.add_parser("catalog", help="refresh the vaccine catalog from the register")
     catalog.set_defaults(func=cmd_catalog)

@@ -101,5 +101,21 @@ catalog_batches = sa.Table(
 )
 
 
+# Monthly reconciliation results (counts only), kept for the 12-month trend.
+reconciliations = sa.Table(
+    "reconciliations",
+    metadata,
+    sa.Column("month", sa.String(7), nullable=False),
+    sa.Column("source", sa.String(200), nullable=False),
+    sa.Column("caregiver_hsa_id", sa.Text, nullable=False),
+    sa.Column("care_unit_hsa_id", sa.Text, nullable=False),
+    sa.Column("vaccine", sa.Text, nullable=False),
+    sa.Column("klass", sa.String(30), nullable=False),
+    sa.Column("records", sa.Integer, nullable=False),
+    sa.Column("reconciled_at", sa.String(32), nullable=False),
+    sa.Index("ix_reconciliations_month", "month"),
+)
+
+
 def ensure_schema(engine: sa.Engine) -> None:
     metadata.create_all(engine)

@@ -134,7 +134,7 @@ class RegistryClient:
         path_or_url: str,
         *,
         json_body: dict | None = None,
-        params: dict | None = None,
+        params: dict | list | None = None,
         request_id: str | None = None,
     ) -> httpx.Response:
         """One logical call: retried on transient failures with the same X-Request-ID."""
@@ -253,6 +253,38 @@ class RegistryClient:
             url = next((link.get("url") for link in _dicts(body.get("link")) if link.get("relation") == "next"), None)
             params = None  # the next link carries its own query
         return resources
+
+    def count(self, first: str, following: str, care_unit_hsa_id: str) -> int | None:
+        """The register's own count of a care unit's vaccinations in [first, following), or None
+        where the register does not offer the search (a real register may not)."""
+        resp = self.request(
+            "GET",
+            "/fhir/Immunization",
+            params=[
+                ("date", f"ge{first}"),
+                ("date", f"lt{following}"),
+                ("location.identifier", f"urn:oid:1.2.752.29.4.19|{care_unit_hsa_id}"),
+                ("_summary", "count"),
+            ],
+        )
+        if resp.status_code != 200:
+            return None
+        try:
+            total = resp.json().get("total")
+        except (ValueError, AttributeError):
+            return None
+        return total if isinstance(total, int) else None
+
+    def findings(self, first: str, following: str) -> list[dict]:
+        """The register's later findings (the electronic weekly error file) for [first, following)."""
+        resp = self.request("GET", "/reports/errors", params={"from": first, "to": following})
+        if resp.status_code != 200:
+            raise RegistryError(f"findings refused: HTTP {resp.status_code}")
+        try:
+            rows = resp.json().get("rows")
+        except (ValueError, AttributeError) as exc:
+            raise RegistryProtocolError("findings answer unreadable") from exc
+        return _dicts(rows)
 
     def _read_page(self, url: str, params: dict | None) -> dict:
         """One searchset page; an unreadable one is fetched again (a GET changes nothing)."""

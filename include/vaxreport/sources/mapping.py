@@ -69,6 +69,18 @@ class Kind:
             return {"start": window.start_utc.replace(tzinfo=None), "end": window.end_utc.replace(tzinfo=None)}
         raise ValueError(f"kind {self.name}: unknown window binding {self.window!r}")
 
+    def month_params(self, first: date, following: date) -> dict[str, Any]:
+        """A vaccination-date range [first, following) bound the way this journal stores the date:
+        text, a DATE, or (for UTC times of vaccination) the Stockholm midnights in naive UTC."""
+        if self.window in {"text_local", "text_utc"}:
+            return {"first": first.isoformat(), "next": following.isoformat()}
+        if self.window == "timestamptz":
+            return {"first": first, "next": following}
+        midnight = {
+            d: datetime.combine(d, time(0), STOCKHOLM).astimezone(UTC).replace(tzinfo=None) for d in (first, following)
+        }
+        return {"first": midnight[first], "next": midnight[following]}
+
 
 KINDS = ("legacy_export", "vaccination_journal", "general_ehr")
 

@@ -89,6 +89,12 @@ REASONS: dict[str, Reason] = {
         "Kontrollera posten i journalsystemet (fältet anges i felbeskrivningen).",
         "Check the record in the journal system (the field is named in the description).",
     ),
+    "PERSON-NOT-FOUND": Reason(
+        "Personen finns inte i folkbokföringen",
+        "The person is not in the population register",
+        "Kontrollera personnummer/samordningsnummer; rätta och registrera om.",
+        "Check the personnummer/samordningsnummer; correct it and register again.",
+    ),
     "VOIDED": Reason(
         "Makulerad i journalen innan den rapporterades",
         "Voided in the journal before it was reported",

@@ -1,0 +1,1 @@
+"""Monthly reconciliation of the sources against the ledger and the register."""
