@@ -105,6 +105,20 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     return 1 if summary["problems"] else 0
 
 
+def cmd_digest(args: argparse.Namespace) -> int:
+    from vaxreport.pipeline import Runtime
+    from vaxreport.reports import digest
+    from vaxreport.settings import reports_dir
+
+    first, following = digest.week_bounds(args.day)
+    year, week, _ = first.isocalendar()
+    label = f"{year}-W{week:02d}"
+    rows = digest.open_rejections(Runtime().ledger(), first, following)
+    files = digest.write(rows, reports_dir() / "digest" / label, label)
+    print(f"rejection digest {label}: {len(rows)} records, {len(files)} files in {reports_dir() / 'digest' / label}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m vaxreport", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
@@ -131,6 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--month", type=_month, required=True, help="YYYY-MM")
     rec.add_argument("--threshold", type=int, default=0, help="tolerated unexplained difference (records)")
     rec.set_defaults(func=cmd_reconcile)
+
+    dig = sub.add_parser("digest", help="the weekly rejection digest per caregiver (XLSX and HTML)")
+    dig.add_argument("--day", type=_day, default=_yesterday(), help="any day of the week (default: yesterday)")
+    dig.set_defaults(func=cmd_digest)
 
     catalog = sub.add_parser("catalog", help="refresh the vaccine catalog from the register")
     catalog.set_defaults(func=cmd_catalog)

@@ -94,18 +94,28 @@ def reconcile(rt: Runtime, month: date) -> Reconciliation:
 
 def reconcile_month(rt: Runtime, month: date, threshold: int = 0) -> dict:
     """Findings, reconciliation and report for one month; returns counts and the verdict only."""
-    from vaxreport.reconcile.month import trend
-    from vaxreport.reports import monthly
-    from vaxreport.settings import reports_dir
-
     first, following = month_bounds(month)
-    problems = []
     try:
         findings = apply_register_findings(rt, first, following)
     except RegistryError as exc:
         log.error("the register's findings could not be fetched: %s", exc)
-        findings = {"findings": 0, "moved": 0}
-        problems.append("the register's later findings could not be fetched")
+        summary = reconcile_and_report(rt, first, threshold)
+        return {**summary, "problems": ["the register's later findings could not be fetched", *summary["problems"]]}
+    return {
+        **reconcile_and_report(rt, first, threshold),
+        "findings": findings["findings"],
+        "findings_moved": findings["moved"],
+    }
+
+
+def reconcile_and_report(rt: Runtime, month: date, threshold: int = 0) -> dict:
+    """Reconciliation and report for one month (after the findings step); counts and verdict only."""
+    from vaxreport.reconcile.month import trend
+    from vaxreport.reports import monthly
+    from vaxreport.settings import reports_dir
+
+    first, _ = month_bounds(month)
+    problems = []
     result = reconcile(rt, first)
     label = first.isoformat()[:7]
     page = monthly.write(result, trend(rt.ledger(), first), reports_dir() / "reconciliation" / label, threshold)
@@ -120,8 +130,8 @@ def reconcile_month(rt: Runtime, month: date, threshold: int = 0) -> dict:
         "month": label,
         **counts,
         "unexplained": result.unexplained(),
-        "findings": findings["findings"],
-        "findings_moved": findings["moved"],
+        "findings": 0,
+        "findings_moved": 0,
         "problems": problems,
         "report": str(page),
     }
