@@ -59,7 +59,7 @@ def _caregiver_plot(caregiver: str, per_unit: dict[str, Counter]) -> str:
             left = [a + b for a, b in zip(left, values, strict=True)]
     ax.set_title(caregiver)
     ax.set_xlabel("records")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     return _png(fig)
 
 
@@ -74,6 +74,7 @@ def _trend_plot(trend: list[dict]) -> str:
     ax.plot(months, [100 * t["reject_rate"] for t in trend], marker="o", label="rejected %")
     ax.plot(months, [100 * t["missing_rate"] for t in trend], marker="s", color="#c62828", label="missing %")
     ax.set_ylabel("% of records")
+    ax.tick_params(axis="x", labelrotation=45, labelsize=7)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     return _png(fig)
@@ -166,15 +167,23 @@ def write(result: Reconciliation, trend: list[dict], out_dir: Path, threshold: i
     page = f"""<!doctype html><html lang="sv"><meta charset="utf-8"><title>Avstämning {month}</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:2px 8px;text-align:left}}figure{{display:inline-block}}</style>
-<h1>Avstämning / Reconciliation {month}</h1>
+<body><h1>Avstämning / Reconciliation {month}</h1>
 <p id="verdict"><strong>{html.escape(verdict)}</strong></p>
-<h2>Sammanfattning / Summary</h2>{_table(summary, ["class", "records"])}
+<h2>Sammanfattning / Summary</h2><div id="summary">{_table(summary, ["class", "records"])}</div>
 <p>CSV: {" ".join(f'<a href="{n}">{n}</a>' for n in tables)}</p>
 <h2>Per vårdgivare / By caregiver</h2>{plots}
 <h2>Trend (12 mån)</h2>{trend_img}
 <h2>Registrets antal / Register counts</h2>{_table(differences, tables["register_counts.csv"][1])}
 <h2>Saknas / Missing</h2>{_table(missing, tables["missing.csv"][1])}
 <h2>Detaljer / Details</h2>{_table(by_unit, tables["by_unit.csv"][1])}
+<script>
+// marks the page once every plot has loaded, so a browser check can tell a broken image
+window.addEventListener("load", () => {{
+  const images = [...document.images];
+  document.body.dataset.images = images.length;
+  document.body.dataset.imagesOk = images.every(i => i.complete && i.naturalWidth > 0);
+}});
+</script>
 </html>
 """
     index = out_dir / "index.html"
