@@ -74,8 +74,10 @@ def vaccinations_monthly_reconciliation():
         rt, month, threshold = _setup()
         summary = reconcile_and_report(rt, month, threshold)
         logging.getLogger("vaxreport").info("%s", reconciliation_line(summary))
-        if summary["problems"]:
-            raise RuntimeError("reconciliation found problems: " + "; ".join(summary["problems"]))
+        if summary["problems"]:  # a finding is not transient: fail at once, no retry
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException("reconciliation found problems: " + "; ".join(summary["problems"]))
         return {k: v for k, v in summary.items() if k != "problems"}
 
     reconcile_month(apply_register_findings())
