@@ -108,14 +108,11 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 def cmd_digest(args: argparse.Namespace) -> int:
     from vaxreport.pipeline import Runtime
     from vaxreport.reports import digest
-    from vaxreport.settings import reports_dir
 
-    first, following = digest.week_bounds(args.day)
-    year, week, _ = first.isocalendar()
-    label = f"{year}-W{week:02d}"
-    rows = digest.open_rejections(Runtime().ledger(), first, following)
-    files = digest.write(rows, reports_dir() / "digest" / label, label)
-    print(f"rejection digest {label}: {len(rows)} records, {len(files)} files in {reports_dir() / 'digest' / label}")
+    result = digest.write_week(Runtime().ledger(), args.day, reports_dir() / "digest")
+    print(
+        f"rejection digest {result['week']}: {result['records']} records, {result['files']} files in {result['folder']}"
+    )
     return 0
 
 

@@ -68,6 +68,7 @@ def test_daily_dag_has_the_issue_tasks_in_order(dagbag):
     tasks = set(dagbag["dags"]["vaccinations_daily"]["tasks"])
     assert "register_vaccine_catalog" in dagbag["dags"]
     assert "vaccinations_monthly_reconciliation" in dagbag["dags"]
+    assert "vaccinations_weekly_digest" in dagbag["dags"]
     assert tasks == {
         "list_sources",
         "extract_vaccinations",

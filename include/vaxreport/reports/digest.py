@@ -146,3 +146,13 @@ def _html(week_label: str, cg_id: str, cg_name: str, units: dict) -> str:
         + "".join(parts)
         + "</html>\n"
     )
+
+
+def write_week(ledger: sa.Engine, day: date, out_root: Path) -> dict:
+    """The digest of the ISO week containing `day`, in `out_root/<YYYY-Www>/`; counts only."""
+    first, following = week_bounds(day)
+    year, week, _ = first.isocalendar()
+    label = f"{year}-W{week:02d}"
+    rows = open_rejections(ledger, first, following)
+    files = write(rows, out_root / label, label)
+    return {"week": label, "records": len(rows), "files": len(files), "folder": str(out_root / label)}
