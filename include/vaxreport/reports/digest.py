@@ -16,7 +16,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from vaxreport.ledger import schema as s
-from vaxreport.validation.reasons import reason
+from vaxreport.reports.rejections import report_row
 
 DETAIL_COLUMNS = (
     "record_id",
@@ -54,22 +54,6 @@ def open_rejections(ledger: sa.Engine, first: date, following: date) -> list[dic
         return [dict(r) for r in rows]
 
 
-def _detail(row: dict) -> dict:
-    text = reason(row.get("code"))
-    return {
-        "record_id": row["source_record_id"],
-        "vaccination_date": row.get("vaccination_date") or "",
-        "vaccine": row.get("vaccine_name") or "",
-        "batch": row.get("batch") or "",
-        "rejected_by": "register" if row["state"] == s.REJECTED_REGISTER else "vaxreport",
-        "code": row.get("code") or "",
-        "reason_sv": row.get("reason_sv") or (text.sv if text else ""),
-        "reason_en": row.get("reason_en") or (text.en if text else ""),
-        "fix_sv": text.fix_sv if text else "",
-        "fix_en": text.fix_en if text else "",
-    }
-
-
 def _sheet_name(unit_name: str, unit_id: str, taken: set[str]) -> str:
     base = re.sub(r"[\[\]:*?/\\]", "_", unit_name or unit_id)[:28] or "unit"
     name, n = base, 1
@@ -90,7 +74,7 @@ def write(rows: list[dict], out_dir: Path, week_label: str) -> list[Path]:
     for row in rows:
         caregiver = (row.get("caregiver_hsa_id") or "", row.get("caregiver_name") or "")
         unit = (row.get("care_unit_hsa_id") or "", row.get("care_unit_name") or "")
-        by_caregiver[caregiver][unit].append(_detail(row))
+        by_caregiver[caregiver][unit].append(report_row(row))
     written = []
     for (cg_id, cg_name), units in sorted(by_caregiver.items()):
         book = Workbook()

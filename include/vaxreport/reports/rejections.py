@@ -40,7 +40,8 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", name or "unknown")
 
 
-def _report_row(row: dict) -> dict:
+def report_row(row: dict) -> dict:
+    """One rejected ledger row as a care unit reads it: no personnummer, the reason and the fix."""
     text = reason(row.get("code"))
     return {
         "record_id": row["source_record_id"],
@@ -72,7 +73,7 @@ def write(rows: list[dict], out_dir: Path, day: date) -> Path:
             row.get("care_unit_hsa_id") or "",
             row.get("care_unit_name") or "",
         )
-        groups[key].append(_report_row(row))
+        groups[key].append(report_row(row))
     links = []
     for (cg_id, cg_name, unit_id, unit_name), items in sorted(groups.items()):
         items.sort(key=lambda r: (r["code"], r["record_id"]))
