@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+from tests import register_entries as entries
 from tests.conftest import free_port, start_emulator
 
 from nvr_emulator.config import EmulatorConfig
@@ -34,12 +35,7 @@ pytestmark = pytest.mark.integration
 TODAY = dt.date(2025, 6, 15)
 CLIENT = ("vaxreport-dev", "dev-secret")
 JOURNAL = "urn:vaxreport:fault-tests"
-PNR = "http://electronichealth.se/identifier/personnummer"
-NPL = "urn:oid:1.2.752.129.2.1.5.1"
-HSA = "urn:oid:1.2.752.29.4.19"
 NVR_ERROR = "urn:vaxreport:nvr-error"
-INFANRIX, INFANRIX_LOT = "20990101000011", "A21CD301"
-CAREGIVER, CAREUNIT = "SE2321000016-15CQ", "SE2321000016-F3KL"
 # Skatteverket's test personnummer (shared/data/skatteverket-testpersonnummer.txt), born January 2018.
 PERSONS = (
     "201801012392",
@@ -58,28 +54,7 @@ FIRST_DAY = dt.date(2019, 1, 1)
 
 def immunization(ident: str, person: str = PERSONS[0], day: dt.date = FIRST_DAY) -> dict[str, Any]:
     """A valid child-programme vaccination shaped like REGISTRY.md's entry."""
-    return {
-        "resourceType": "Immunization",
-        "contained": [
-            {"resourceType": "Patient", "id": "patient", "identifier": [{"system": PNR, "value": person}]},
-            {"resourceType": "Organization", "id": "caregiver", "identifier": [{"system": HSA, "value": CAREGIVER}]},
-            {
-                "resourceType": "Location",
-                "id": "careunit",
-                "identifier": [{"system": HSA, "value": CAREUNIT}],
-                "managingOrganization": {"reference": "#caregiver"},
-            },
-        ],
-        "identifier": [{"system": JOURNAL, "value": ident}],
-        "status": "completed",
-        "vaccineCode": {"coding": [{"system": NPL, "code": INFANRIX, "display": "Infanrix hexa"}]},
-        "patient": {"reference": "#patient"},
-        "occurrenceDateTime": day.isoformat(),
-        "primarySource": True,
-        "lotNumber": INFANRIX_LOT,
-        "performer": [{"actor": {"reference": "#caregiver"}}],
-        "location": {"reference": "#careunit"},
-    }
+    return entries.immunization(JOURNAL, ident, person, day)
 
 
 def batch(*idents: str, offset: int = 0) -> dict[str, Any]:

@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+from tests import register_entries as entries
 from tests.conftest import start_emulator
+from tests.register_entries import INFANRIX_LOT
 
 from nvr_emulator.config import EmulatorConfig
 from nvr_emulator.server import run_in_thread
@@ -32,12 +34,6 @@ pytestmark = pytest.mark.integration
 TODAY = dt.date(2025, 6, 15)
 CLIENT = ("vaxreport-dev", "dev-secret")
 JOURNAL = "urn:vaxreport:findings-tests"
-PNR = "http://electronichealth.se/identifier/personnummer"
-SNR = "http://electronichealth.se/identifier/samordningsnummer"
-NPL = "urn:oid:1.2.752.129.2.1.5.1"
-HSA = "urn:oid:1.2.752.29.4.19"
-INFANRIX, INFANRIX_LOT = "20990101000011", "A21CD301"
-CAREGIVER, CAREUNIT = "SE2321000016-15CQ", "SE2321000016-F3KL"
 NOT_FOUND_TEXT = "Personen finns inte i folkbokföringen"
 # Skatteverket's test personnummer (shared/data/skatteverket-testpersonnummer.txt), born January 2018.
 LISTED = ("201801012392", "201801022383", "201801032390", "201801042381", "201801052398", "201801062389")
@@ -64,29 +60,7 @@ SYNTHETIC = samordningsnummer(LISTED[0])  # 20180161239x: in no population regis
 
 def immunization(ident: str, person: str = LISTED[0], lot: str = INFANRIX_LOT) -> dict[str, Any]:
     """A valid child-programme vaccination shaped like REGISTRY.md's entry."""
-    system = SNR if int(person[6:8]) > 60 else PNR
-    return {
-        "resourceType": "Immunization",
-        "contained": [
-            {"resourceType": "Patient", "id": "patient", "identifier": [{"system": system, "value": person}]},
-            {"resourceType": "Organization", "id": "caregiver", "identifier": [{"system": HSA, "value": CAREGIVER}]},
-            {
-                "resourceType": "Location",
-                "id": "careunit",
-                "identifier": [{"system": HSA, "value": CAREUNIT}],
-                "managingOrganization": {"reference": "#caregiver"},
-            },
-        ],
-        "identifier": [{"system": JOURNAL, "value": ident}],
-        "status": "completed",
-        "vaccineCode": {"coding": [{"system": NPL, "code": INFANRIX, "display": "Infanrix hexa"}]},
-        "patient": {"reference": "#patient"},
-        "occurrenceDateTime": VACCINATED.isoformat(),
-        "primarySource": True,
-        "lotNumber": lot,
-        "performer": [{"actor": {"reference": "#caregiver"}}],
-        "location": {"reference": "#careunit"},
-    }
+    return entries.immunization(JOURNAL, ident, person, VACCINATED, lot)
 
 
 def batch(*resources: dict[str, Any]) -> dict[str, Any]:
