@@ -11,8 +11,9 @@ record's outcome in the ledger (`vaxreport_db`). A scheduled run at 02:00 report
 **Connections:** `nvr_api` (register: host = base URL, login = client id, password = client
 secret), `vaxreport_db` (ledger), one per journal-system source (extra `kind`: `legacy_export`,
 `vaccination_journal` or `general_ehr`); the enabled ones are listed in `VAXREPORT_SOURCES`.
-Extraction is mapped over the sources: one failing source is retried and reported (the run turns
-red) while the others are reported as usual.
+Optional: `vaxreport_airflow_api` (the api-server's URL and a service user with the `user` role),
+with which each run's note carries the day's counts. Extraction is mapped over the sources: one
+failing source is retried and reported (the run turns red) while the others are reported as usual.
 
 **Params:** `day` (YYYY-MM-DD, default: the day before the run), `dry_run` (write the bundles to
 `var/bundles/<day>/` and send nothing).
@@ -105,15 +106,22 @@ def vaccinations_daily():
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def write_rejection_report() -> dict:
-        """Runs whatever became of submission: the day's counts are always reported."""
+        """Runs whatever became of submission: the day's counts always reach the report and the
+        run note."""
         from vaxreport.ledger.store import sent_in_context
         from vaxreport.pipeline import report_day
+        from vaxreport.reports.run_notes import daily_note
+        from vaxreport_airflow.run_note import set_run_note
 
         rt, day, _ = _setup()
-        submitted = get_current_context()["ti"].xcom_pull(task_ids="submit_bundles")
+        context = get_current_context()
+        submitted = context["ti"].xcom_pull(task_ids="submit_bundles")
+        validated = context["ti"].xcom_pull(task_ids="validate_records") or {}
         # a failed submission left no XCom: then what this run's bundles carried, from the ledger
         sent = submitted["sent"] if submitted else sent_in_context(rt.ledger(), rt.context_id)
-        return report_day(rt, day, sent=sent)
+        summary = report_day(rt, day, sent=sent)
+        note = daily_note(summary, validated.get("failed_sources"), submit_failed=submitted is None)
+        return {**summary, "note_written": set_run_note(context, note)}
 
     sources = list_sources()
     extracted = extract_vaccinations.expand(source=sources)

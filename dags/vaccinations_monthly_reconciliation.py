@@ -15,11 +15,13 @@ gives no interval), or named with the `month` param for a manual run or backfill
    against what it should hold; the HTML report with plots and a CSV per table under
    `var/reports/reconciliation/<YYYY-MM>/`.
 
-**Fails visibly** (the task turns red, the log says why) when any record is missing, when the
+**Fails visibly** (the task turns red, the run note and the log say why) when any record is missing, when the
 unexplained difference against the register exceeds `threshold`, or when a source could not be
 read. Fix the cause (re-run the days concerned), then clear the task.
 
-**Connections:** `nvr_api`, `vaxreport_db`, and the enabled sources (`VAXREPORT_SOURCES`).
+**Connections:** `nvr_api`, `vaxreport_db`, the enabled sources (`VAXREPORT_SOURCES`), and
+optionally `vaxreport_airflow_api` (a service user for the REST API) for the run note with the
+month's counts and verdict.
 """
 
 from __future__ import annotations
@@ -70,10 +72,14 @@ def vaccinations_monthly_reconciliation():
         import logging
 
         from vaxreport.reconcile.run import reconcile_and_report, reconciliation_line
+        from vaxreport.reports.run_notes import monthly_note
+        from vaxreport_airflow.run_note import set_run_note
 
         rt, month, threshold = _setup()
         summary = reconcile_and_report(rt, month, threshold)
         logging.getLogger("vaxreport").info("%s", reconciliation_line(summary))
+        # the note first: when the task turns red below, the note says why
+        set_run_note(get_current_context(), monthly_note(summary, summary["problems"]))
         if summary["problems"]:  # a finding is not transient: fail at once, no retry
             from airflow.sdk.exceptions import AirflowFailException
 

@@ -14,6 +14,9 @@
    database. If the block raised (a failed assertion included), the components' output and the
    task logs are copied to `test-artifacts/<name>-<time>/` first.
 
+The api-server knows one account, the service user the DAGs write their run notes with (the
+connection `vaxreport_airflow_api`, `user` role); `stack.api(...)` calls the REST API as it.
+
 No triggerer: nothing in this project defers. Without PostgreSQL the helper skips with the reason,
 or fails when `VAXREPORT_REQUIRE_SERVERS=1` (as `.ci/run` sets it).
 
@@ -26,6 +29,7 @@ creates and the scheduler executes, are not affected.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -37,6 +41,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -53,6 +58,7 @@ TERMINAL_RUN_STATES = frozenset({"success", "failed"})
 FAILING_TI_STATES = ("failed", "up_for_retry", "upstream_failed")
 # stopped in this order: nothing new is started once the scheduler is gone
 COMPONENTS = ("api-server", "scheduler", "dag-processor")
+NOTES_USER = "vaxreport_notes"
 STOP_ORDER = ("scheduler", "dag-processor", "api-server")
 
 
@@ -88,6 +94,9 @@ def stack_environment(home: Path, db_url: str, api_url: str, extra_env: dict[str
     """The environment every component (and so every task process) gets."""
     from cryptography.fernet import Fernet
 
+    notes_password = secrets.token_hex(16)
+    passwords = home / "simple_auth_manager_passwords.json"
+    passwords.write_text(json.dumps({NOTES_USER: notes_password}))
     inherited = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "VAXREPORT_"))}
     port = api_url.rsplit(":", 1)[1]
     env = {
@@ -111,6 +120,9 @@ def stack_environment(home: Path, db_url: str, api_url: str, extra_env: dict[str
         # tokens, the api-server's execution API checks them
         "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
         "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{NOTES_USER}:user",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+        "AIRFLOW_CONN_VAXREPORT_AIRFLOW_API": f"http://{NOTES_USER}:{notes_password}@127.0.0.1:{port}",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL": "2",
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
@@ -135,6 +147,7 @@ class AirflowStack:
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     extra_logs: list[Path] = field(default_factory=list)
     _db: Any = None
+    _token: str | None = None
 
     # -- talking to it --------------------------------------------------------------------
 
@@ -148,6 +161,26 @@ class AirflowStack:
         if check and result.returncode != 0:
             raise StackError(f"airflow {' '.join(args)} exited {result.returncode}:\n{result.stderr[-4000:]}")
         return result
+
+    def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The public REST API (`/api/v2/...`), as the service user the run notes are written with."""
+        if self._token is None:
+            password = json.loads(Path(self.env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]).read_text())
+            login = httpx.post(
+                f"{self.api_url}/auth/token",
+                json={"username": NOTES_USER, "password": password[NOTES_USER]},
+                timeout=10,
+            )
+            login.raise_for_status()
+            self._token = login.json()["access_token"]
+        headers = {"Authorization": f"Bearer {self._token}"}
+        return httpx.request(method, f"{self.api_url}{path}", headers=headers, timeout=30, **kwargs)
+
+    def run_note(self, dag_id: str, run_id: str) -> str | None:
+        """A run's note as the UI shows it (read through the REST API)."""
+        answer = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}")
+        answer.raise_for_status()
+        return answer.json()["note"]
 
     def query(self, sql: str, params: tuple | dict = ()) -> list[tuple]:
         """Read the metadata database directly (faster than a CLI call per poll)."""
@@ -271,6 +304,31 @@ class AirflowStack:
             lambda: self.query("SELECT completed_at FROM backfill WHERE id = %s", (backfill_id,))[0][0],
             timeout,
         )
+
+    def trigger(self, dag_id: str, conf: dict[str, Any]) -> str:
+        """`airflow dags trigger` with `conf`; returns the new run's id."""
+        run_id = f"manual__test_{secrets.token_hex(4)}"
+        self.airflow("dags", "trigger", dag_id, "--run-id", run_id, "--conf", json.dumps(conf))
+        return run_id
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float) -> str:
+        """Wait until the run is success or failed and return which; a task waiting for a retry
+        stops the wait at once with its log (the DAGs retry after minutes)."""
+
+        def finished() -> str | None:
+            retrying = self.query(
+                "SELECT task_id FROM task_instance WHERE dag_id = %s AND run_id = %s AND state = 'up_for_retry'",
+                (dag_id, run_id),
+            )
+            if retrying:
+                task_id = retrying[0][0]
+                raise StackError(
+                    f"task {task_id} of {run_id} is up for retry:\n{self.task_log(dag_id, run_id, task_id)}"
+                )
+            state = self.query("SELECT state FROM dag_run WHERE dag_id = %s AND run_id = %s", (dag_id, run_id))
+            return state[0][0] if state and state[0][0] in TERMINAL_RUN_STATES else None
+
+        return self.wait_until(f"run {run_id} of {dag_id}", finished, timeout, interval=2)
 
     def task_log(self, dag_id: str, run_id: str, task_id: str) -> str:
         folder = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"

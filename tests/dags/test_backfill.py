@@ -1,4 +1,7 @@
-"""Backfill on a real Airflow deployment: five days reported once each, then the same range again.
+"""Backfill on a real Airflow deployment: five days reported once each, then the same range again;
+each run's note in the UI carries its day's counts; the reports page is served inside the
+api-server behind its own login; a month with a record lost from the ledger turns the monthly
+reconciliation red with a note that says why.
 
 Unlike `dag.test()`, this runs the DAG the way production does: `airflow backfill create` makes the
 runs, the scheduler (LocalExecutor) executes them, task processes talk to the api-server's
@@ -20,6 +23,7 @@ from collections import Counter
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -29,6 +33,8 @@ from tests.dags.airflow_stack import airflow_stack
 pytestmark = [pytest.mark.dags, pytest.mark.slow]
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 DAG_ID = "vaccinations_daily"
+MONTHLY = "vaccinations_monthly_reconciliation"
+REPORTS_LOGIN = ("analyst", "reports-pass-1")
 N_DAYS = 5
 RECORDS = 300
 TERMINAL = ("excluded", "rejected_local", "accepted", "duplicate", "rejected_register", "failed")
@@ -60,11 +66,30 @@ def _ledger_states(home) -> dict[str, tuple[str, tuple[str, str | None]]]:
         ledger.dispose()
 
 
+def _lose_one_accepted_record(home, month: str) -> str:
+    """Delete from the ledger one accepted record given in `month`; returns its source id."""
+    ledger = sa.create_engine(f"sqlite:///{home / 'ledger.sqlite'}")
+    try:
+        with ledger.begin() as conn:
+            lost = conn.execute(
+                sa.text(
+                    "SELECT source_record_id FROM record_versions WHERE state = 'accepted'"
+                    " AND substr(vaccination_date, 1, 7) = :month ORDER BY source_record_id LIMIT 1"
+                ),
+                {"month": month},
+            ).scalar_one()
+            conn.execute(sa.text("DELETE FROM record_versions WHERE source_record_id = :rid"), {"rid": lost})
+        return lost
+    finally:
+        ledger.dispose()
+
+
 def _summary(home, day: date) -> dict:
     return json.loads((home / "reports" / day.isoformat() / "summary.json").read_text())
 
 
 def test_backfill_reports_each_record_once_and_a_second_backfill_sends_nothing(tmp_path):
+    from vaxreport.reports.run_notes import daily_note
     from vaxreport.sources import embedded
     from vaxreport.synthetic.generate import generate_day
 
@@ -88,8 +113,10 @@ def test_backfill_reports_each_record_once_and_a_second_backfill_sends_nothing(t
         accepted = {rid for rid, (state, _) in truth.items() if state == "accepted"}
         to_send = {rid for rid, (state, _) in truth.items() if state in SENT_STATES}
 
-        env = embedded_environment(home, emulator.base_url)
-        with airflow_stack(tmp_path, env, name="backfill", extra_logs=[emulator.log_path]) as af:
+        env = {**embedded_environment(home, emulator.base_url), "VAXREPORT_REPORTS_USERS": ":".join(REPORTS_LOGIN)}
+        with airflow_stack(
+            tmp_path, env, name="backfill", dag_ids=(DAG_ID, MONTHLY), extra_logs=[emulator.log_path]
+        ) as af:
             timings["stack up"] = clock.monotonic() - started
             af.unpause(DAG_ID)
             from_date = datetime.combine(days[0] + timedelta(days=1), time(0), STOCKHOLM)
@@ -132,6 +159,24 @@ def test_backfill_reports_each_record_once_and_a_second_backfill_sends_nothing(t
             summaries = {day: _summary(home, day) for day in days}
             assert sum(s["sent"] for s in summaries.values()) == len(to_send)
 
+            # each run's note, read back through the REST API the UI uses, carries its day's counts
+            for run, day in zip(runs, days, strict=True):
+                note = af.run_note(DAG_ID, run["run_id"])
+                assert note == daily_note(summaries[day])
+                accepted_that_day = sum(1 for rid in accepted if day_of[rid] == day)
+                assert f"\n- {accepted_that_day:,} accepted\n" in note
+                assert f"{RECORDS:,} records extracted" in note
+
+            # the reports page is mounted in the api-server, guarded by its own login
+            assert httpx.get(f"{af.api_url}/vaxreport/", timeout=10).status_code == 401
+            assert httpx.get(f"{af.api_url}/vaxreport/", auth=("analyst", "wrong"), timeout=10).status_code == 403
+            page = httpx.get(f"{af.api_url}/vaxreport/", auth=REPORTS_LOGIN, timeout=10)
+            assert page.status_code == 200
+            assert all(f"<strong>{day.isoformat()}</strong>" in page.text for day in days)
+            plugins = af.api("GET", "/api/v2/plugins").json()["plugins"]
+            views = [v for p in plugins if p["name"] == "vaxreport" for v in p["external_views"]]
+            assert [v["href"] for v in views] == ["/vaxreport/"]  # the UI's menu entry
+
             # -- second backfill over the same range: every run re-executes, nothing is sent ----
             t0 = clock.monotonic()
             af.wait_for_backfill_completed(first)  # the scheduler marks it within 30 s
@@ -160,6 +205,26 @@ def test_backfill_reports_each_record_once_and_a_second_backfill_sends_nothing(t
                 again = _summary(home, day)
                 assert again["sent"] == 0
                 assert {k: again[k] for k in TERMINAL} == {k: summaries[day][k] for k in TERMINAL}
+            for run, day in zip(rerun, days, strict=True):
+                assert af.run_note(DAG_ID, run["run_id"]) == daily_note(_summary(home, day))
+
+            # -- the month: one accepted record lost from the ledger turns the reconciliation red --
+            month = days[0].replace(day=1)
+            label = month.isoformat()[:7]
+            lost = _lose_one_accepted_record(home, label)
+            t0 = clock.monotonic()
+            af.unpause(MONTHLY)
+            run_id = af.trigger(MONTHLY, {"month": label})
+            assert af.wait_for_run(MONTHLY, run_id, BACKFILL_TIMEOUT_S) == "failed"
+            timings["monthly reconciliation"] = clock.monotonic() - t0
+            tis = af.query(
+                "SELECT task_id, state FROM task_instance WHERE dag_id = %s AND run_id = %s", (MONTHLY, run_id)
+            )
+            assert dict(tis) == {"apply_register_findings": "success", "reconcile_month": "failed"}
+            note = af.run_note(MONTHLY, run_id)
+            assert note.splitlines()[0].startswith(f"**{label}**: FAILED: 1 records missing from the ledger"), note
+            assert "\n- 1 MISSING from the ledger\n" in note
+            assert lost not in note  # counts only
     finally:
         emulator.stop()
         timings["total"] = clock.monotonic() - started
