@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DAY ?=
 RECORDS ?= 2000
 
-.PHONY: run test lint venv emulator clean
+.PHONY: run test lint venv emulator bench clean
 
 $(BIN)/.installed: requirements.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ run: venv
 ## test: the whole suite (ruff, unit, integration against the emulator and real databases, DAG runs)
 test: venv
 	scripts/test.sh
+
+## bench: throughput and memory on the machine's PostgreSQL (prints a table; N=100,000 and 1,000,000)
+bench: venv
+	source scripts/env.sh && $(BIN)/python -m vaxreport bench $(BENCH_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

@@ -149,14 +149,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     catalog = sub.add_parser("catalog", help="refresh the vaccine catalog from the register")
     catalog.set_defaults(func=cmd_catalog)
+
+    # listed for --help; main() hands everything after "bench" to the benchmark's own parser
+    sub.add_parser("bench", help="throughput and memory on PostgreSQL (see `bench --help`)", add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    if argv[:1] == ["bench"]:
+        from vaxreport.benchmark import main as bench_main
+
+        logging.getLogger().setLevel(logging.WARNING)  # the benchmark prints its own table
+        return bench_main(argv[1:])
     args = build_parser().parse_args(argv)
     load_env_file()
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    if args.verbose:
+        logging.getLogger().setLevel(logging.DEBUG)
     return args.func(args)

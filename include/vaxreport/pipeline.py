@@ -11,7 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
+import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,8 +24,9 @@ import sqlalchemy as sa
 from vaxreport.fhir import bundles as fb
 from vaxreport.ledger import schema as s
 from vaxreport.ledger import store
+from vaxreport.meters import BUNDLE_BUILDING
 from vaxreport.registry import catalog as cat
-from vaxreport.registry.client import RegistryClient, RegistryError, RegistryUnavailable
+from vaxreport.registry.client import RegistryClient, RegistryError, RegistryUnavailable, dumps
 from vaxreport.registry.outcomes import interpret, scrub
 from vaxreport.settings import (
     LEDGER_CONN_ID,
@@ -42,7 +46,7 @@ from vaxreport.validation.scope import is_out_of_scope
 from vaxreport.window import day_window
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from datetime import date
 
 log = logging.getLogger(__name__)
@@ -190,17 +194,74 @@ def ensure_catalog(rt: Runtime, max_age_hours: float = 24.0) -> int:
 
 
 def validate_day(rt: Runtime, day: date, dose_interval_days: int | None = None) -> dict:
-    """Mark each extracted record excluded, rejected_local (with code and reason) or ready."""
-    import pandas as pd
-
-    from vaxreport.validation import suite
-
+    """Mark each extracted record excluded, rejected_local (with code and reason) or ready, a
+    chunk at a time."""
     ledger = rt.ledger()
     catalog = cat.load(ledger)
     if not catalog.products:
         refresh_catalog(rt)
         catalog = cat.load(ledger)
-    rows = store.rows_in_state(ledger, day.isoformat(), [s.EXTRACTED], up_to=True)
+    totals = {"validated": 0, "excluded": 0, "rejected_local": 0, "ready": 0}
+    unexpected: Counter[str] = Counter()
+    for rows in _extracted_chunks(ledger, day):
+        result = _validate_chunk(ledger, rows, catalog, day, dose_interval_days)
+        for key in totals:
+            totals[key] += result[key]
+        unexpected.update(result["unexpected_by_code"])
+    log.info(
+        "validated %d: %d excluded, %d rejected locally, %d ready",
+        totals["validated"],
+        totals["excluded"],
+        totals["rejected_local"],
+        totals["ready"],
+    )
+    return {**totals, "unexpected_by_code": dict(unexpected)}
+
+
+VALIDATE_CHUNK = 50_000
+
+
+def _stream(ledger: sa.Engine, query: sa.Select, page: int) -> Iterator[list[dict]]:
+    """A query's rows in pages. PostgreSQL streams them through a server-side cursor (memory stays
+    flat however big the day); SQLite, the small embedded default, where an open reader would hold
+    the write lock, reads them at once."""
+    if ledger.dialect.name == "postgresql":
+        with ledger.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=page).execute(query)
+            for part in result.mappings().partitions(page):
+                yield [dict(r) for r in part]
+        return
+    with ledger.connect() as conn:
+        rows = [dict(r) for r in conn.execute(query).mappings()]
+    for start in range(0, len(rows), page):
+        yield rows[start : start + page]
+
+
+def _extracted_chunks(ledger: sa.Engine, day: date) -> Iterator[list[dict]]:
+    """The window's extracted rows in chunks of about VALIDATE_CHUNK, a person's rows never split:
+    the dose-interval rule compares a person's doses, so a chunk holds all of them."""
+    rv = s.record_versions
+    query = (
+        sa.select(rv)
+        .where(rv.c.window_day <= day.isoformat(), rv.c.state == s.EXTRACTED)
+        .order_by(rv.c.person_key, rv.c.id)
+    )
+    chunk: list[dict] = []
+    for page in _stream(ledger, query, VALIDATE_CHUNK):
+        for row in page:
+            if len(chunk) >= VALIDATE_CHUNK and row["person_key"] != chunk[-1]["person_key"]:
+                yield chunk
+                chunk = []
+            chunk.append(row)
+    if chunk:
+        yield chunk
+
+
+def _validate_chunk(ledger: sa.Engine, rows: list[dict], catalog, day: date, dose_interval_days: int | None) -> dict:
+    import pandas as pd
+
+    from vaxreport.validation import suite
+
     outcomes: list[dict] = []
     in_scope = []
     for row in rows:
@@ -254,95 +315,174 @@ def validate_day(rt: Runtime, day: date, dose_interval_days: int | None = None) 
             else:
                 outcomes.append({"id": int(row_id), "state": s.READY, "npl_id": npl})
     store.set_outcomes(ledger, outcomes, from_states=[s.EXTRACTED])
-    result = {
+    return {
         "validated": len(rows),
         "excluded": sum(o["state"] == s.EXCLUDED for o in outcomes),
         "rejected_local": sum(o["state"] == s.REJECTED_LOCAL for o in outcomes),
         "ready": sum(o["state"] == s.READY for o in outcomes),
         "unexpected_by_code": summary.get("unexpected_by_code", {}),
     }
-    log.info(
-        "validated %d: %d excluded, %d rejected locally, %d ready",
-        result["validated"],
-        result["excluded"],
-        result["rejected_local"],
-        result["ready"],
-    )
-    return result
+
+
+BUILD_PAGE = 10_000
+BUNDLES_PER_WRITE = 100
+READY_COLUMNS = ("id", "source", "source_record_id", "person_key", "vaccination_date", "record_status", "bundle_id")
 
 
 def build_day(rt: Runtime, day: date, dry_run: bool = False) -> dict:
     """Group the window's ready (and earlier failed) records into batch Bundles of at most 100.
+
+    A person's records of the window go into one bundle, in date order: the register's
+    order-sensitive rules (duplicates, dose intervals) are all per person, so bundles can then be
+    sent several at a time without changing any outcome. Rows are streamed and bundles written a
+    hundred at a time, so memory does not grow with the day.
 
     A dry run writes each bundle to `var/bundles/<day>/bundle-NNNN.json` (0600: it holds person ids)
     and records nothing; a real run records the bundles in the ledger for `submit_day`.
     """
     ledger = rt.ledger()
     rv = s.record_versions
-    if not dry_run:  # failed rows of this and earlier days go round again, in new bundles
-        with ledger.begin() as conn:
-            retried = conn.execute(
-                sa.update(rv)
-                .where(rv.c.window_day <= day.isoformat(), rv.c.state == s.FAILED)
-                .values(state=s.READY, bundle_id=None, updated_at=store.now_text())
-            ).rowcount
-        if retried:
-            log.info("%d records that failed earlier are sent again", retried)
+    if dry_run:
+        return _write_dry_run(rt, day)
+    with ledger.begin() as conn:  # failed rows of this and earlier days go round again, in new bundles
+        retried = conn.execute(
+            sa.update(rv)
+            .where(rv.c.window_day <= day.isoformat(), rv.c.state == s.FAILED)
+            .values(state=s.READY, bundle_id=None, updated_at=store.now_text())
+        ).rowcount
+    if retried:
+        log.info("%d records that failed earlier are sent again", retried)
+    n_bundles = n_entries = 0
+    pending: list[list[dict]] = []
+    for bundle in _person_bundles(_sendable_rows(ledger, day)):
+        pending.append(bundle)
+        if len(pending) >= BUNDLES_PER_WRITE:
+            n_entries += _record_bundles(ledger, day, pending)
+            n_bundles += len(pending)
+            pending = []
+    if pending:
+        n_entries += _record_bundles(ledger, day, pending)
+        n_bundles += len(pending)
+    log.info("built %d bundles with %d entries", n_bundles, n_entries)
+    return {"bundles": n_bundles, "entries": n_entries, "dry_run": False}
+
+
+def _ready_pages(ledger: sa.Engine, day: date) -> Iterator[list[dict]]:
+    """The window's unbundled ready rows (narrow), ordered by person, date and record, in pages."""
+    rv = s.record_versions
+    query = (
+        sa.select(*(rv.c[c] for c in READY_COLUMNS))
+        .where(rv.c.window_day <= day.isoformat(), rv.c.state == s.READY, rv.c.bundle_id.is_(None))
+        .order_by(rv.c.person_key, rv.c.vaccination_date, rv.c.source, rv.c.source_record_id, rv.c.id)
+    )
+    yield from _stream(ledger, query, BUILD_PAGE)
+
+
+def _sendable_rows(ledger: sa.Engine, day: date) -> Iterator[dict]:
+    """Ready rows to bundle: an update carries the register id it replaces; a void is not bundled
+    (it becomes a DELETE, or nothing when the register never had the record)."""
+    for page in _ready_pages(ledger, day):
+        targets = store.register_targets(ledger, page)
+        for row in page:
+            row["register_id"] = targets.get(row["id"])
+        voids = [r for r in page if r["record_status"] == "entered-in-error"]
+        rows = [r for r in page if r["record_status"] != "entered-in-error"]
+        _plan_voids_and_updates(ledger, voids, [r for r in rows if r["register_id"]])
+        yield from rows
+
+
+def _person_bundles(rows: Iterator[dict], size: int = fb.MAX_ENTRIES) -> Iterator[list[dict]]:
+    """Consecutive rows (ordered by person) into bundles, never splitting a person's records
+    unless one person alone has more than a bundle holds."""
+    bundle: list[dict] = []
+    group: list[dict] = []
+
+    def place(group: list[dict]) -> Iterator[list[dict]]:
+        nonlocal bundle
+        if len(bundle) + len(group) > size:
+            if bundle:
+                yield bundle
+            bundle = []
+        while len(group) > size:
+            yield group[:size]
+            group = group[size:]
+        bundle.extend(group)
+
+    for row in rows:
+        if group and row["person_key"] != group[0]["person_key"]:
+            yield from place(group)
+            group = []
+        group.append(row)
+    if group:
+        yield from place(group)
+    if bundle:
+        yield bundle
+
+
+def _record_bundles(ledger: sa.Engine, day: date, bundles: list[list[dict]]) -> int:
+    """Insert the bundles and hand each its rows, in one transaction; returns the entries placed."""
+    stamp = store.now_text()
+    with store.WRITES.measure(sum(len(b) for b in bundles)), ledger.begin() as conn:
+        ids = (
+            conn.execute(
+                sa.insert(s.bundles).returning(s.bundles.c.id, sort_by_parameter_order=True),
+                [
+                    {
+                        "window_day": day.isoformat(),
+                        "bundle_uuid": str(uuid.uuid4()),
+                        "entries": len(b),
+                        "state": "built",
+                        "created_at": stamp,
+                    }
+                    for b in bundles
+                ],
+            )
+            .scalars()
+            .all()
+        )
+        assignments = [{"id": r["id"], "bundle_id": bid} for bid, b in zip(ids, bundles, strict=True) for r in b]
+        return store.update_rows(conn, assignments, [s.READY], stamp, unbundled_only=True)
+
+
+def _write_dry_run(rt: Runtime, day: date) -> dict:
+    ledger = rt.ledger()
     rows = [r for r in store.rows_in_state(ledger, day.isoformat(), [s.READY], up_to=True) if r["bundle_id"] is None]
     targets = store.register_targets(ledger, rows)
     for row in rows:
         row["register_id"] = targets.get(row["id"])
     voids = [r for r in rows if r["record_status"] == "entered-in-error"]
     rows = [r for r in rows if r["record_status"] != "entered-in-error"]
-    if not dry_run:
-        _plan_voids_and_updates(ledger, voids, rows)
-    ordered = fb.send_order(rows)
+    ordered = [r for bundle in _person_bundles(iter(sorted(rows, key=_person_order))) for r in bundle]
+    out_dir = bundles_dir() / day.isoformat()
+    out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    out_dir.chmod(0o700)
+    for old in out_dir.glob("bundle-*.json"):
+        old.unlink()
     n_bundles = 0
-    if dry_run:
-        out_dir = bundles_dir() / day.isoformat()
-        out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        out_dir.chmod(0o700)
-        for old in out_dir.glob("bundle-*.json"):
-            old.unlink()
-        for n_bundles, chunk in enumerate(fb.chunked(ordered), start=1):
-            path = out_dir / f"bundle-{n_bundles:04d}.json"
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(fb.batch_bundle([fb.immunization_entry(r) for r in chunk]), fh, ensure_ascii=False)
-        log.info(
-            "dry run: wrote %d bundles (%d entries) to %s; %d deletes not written",
-            n_bundles,
-            len(ordered),
-            out_dir,
-            sum(1 for v in voids if v["register_id"]),
-        )
-        return {"bundles": n_bundles, "entries": len(ordered), "dry_run": True}
-    stamp = store.now_text()
-    for chunk in fb.chunked(ordered):
-        bundle = fb.batch_bundle([fb.immunization_entry(r) for r in chunk])
-        with ledger.begin() as conn:
-            bundle_id = conn.execute(
-                sa.insert(s.bundles).values(
-                    window_day=day.isoformat(),
-                    bundle_uuid=bundle["id"],
-                    entries=len(chunk),
-                    state="built",
-                    created_at=stamp,
-                )
-            ).inserted_primary_key[0]
-            conn.execute(
-                sa.update(rv)
-                .where(rv.c.id.in_([r["id"] for r in chunk]), rv.c.state == s.READY, rv.c.bundle_id.is_(None))
-                .values(bundle_id=bundle_id)
-            )
-        n_bundles += 1
-    log.info("built %d bundles with %d entries", n_bundles, len(ordered))
-    return {"bundles": n_bundles, "entries": len(ordered), "dry_run": False}
+    for n_bundles, chunk in enumerate(_person_bundles(iter(ordered)), start=1):
+        path = out_dir / f"bundle-{n_bundles:04d}.json"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(fb.batch_bundle([fb.immunization_entry(r) for r in fb.send_order(chunk)]), fh, ensure_ascii=False)
+    log.info(
+        "dry run: wrote %d bundles (%d entries) to %s; %d deletes not written",
+        n_bundles,
+        len(ordered),
+        out_dir,
+        sum(1 for v in voids if v["register_id"]),
+    )
+    return {"bundles": n_bundles, "entries": len(ordered), "dry_run": True}
+
+
+def _person_order(row: dict) -> tuple:
+    return (row["person_key"], str(row.get("vaccination_date") or ""), row["source"], row["source_record_id"])
 
 
 def _plan_voids_and_updates(ledger: sa.Engine, voids: list[dict], updates: list[dict]) -> None:
     """Record each update's target, and what becomes of each void: a DELETE of what the register
     holds, or nothing to do when the record never reached it."""
+    if not voids and not updates:
+        return
     rv = s.record_versions
     text = reason("VOIDED")
     with ledger.begin() as conn:
@@ -453,47 +593,84 @@ def _pending_bundles(ledger: sa.Engine, day: date, context_id: str) -> list:
 
 
 def _send_pending(rt: Runtime, client: RegistryClient, day: date) -> dict:
+    """Send the pending bundles, `concurrency` at a time (the client paces the requests).
+
+    Each bundle is claimed, checkpointed, sent and answered on its own, so bundles in flight at
+    once are as safe as bundles sent in turn; a person's records share one bundle (`build_day`),
+    so the register sees them in order whatever order the bundles arrive in. Once the register is
+    found unavailable, no further bundle is started and the rest of this run's pending bundles are
+    failed for a later try.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     ledger = rt.ledger()
-    rv, bt = s.record_versions, s.bundles
     pending = _pending_bundles(ledger, day, rt.context_id)
-    sent = answered = transient = 0
-    for index, bundle_row in enumerate(pending):
-        if not _claim_bundle(ledger, bundle_row, rt.context_id):
-            continue  # another run (a concurrent backfill day) has it
-        rows = fb.send_order(store.rows_of_bundle(ledger, bundle_row["id"], [s.READY, s.SUBMITTED]))
-        if not rows:
-            _finish_bundle(ledger, bundle_row["id"], "answered")
-            continue
-        request_id = bundle_row["request_id"] or str(uuid.uuid4())
-        with ledger.begin() as conn:  # checkpoint: from here on a crash means "maybe sent"
-            conn.execute(sa.update(bt).where(bt.c.id == bundle_row["id"]).values(request_id=request_id))
-            conn.execute(
-                sa.update(rv)
-                .where(rv.c.bundle_id == bundle_row["id"], rv.c.state == s.READY)
-                .values(state=s.SUBMITTED, updated_at=store.now_text())
-            )
-        bundle = fb.batch_bundle([fb.immunization_entry(r) for r in rows])
+    unavailable = threading.Event()
+
+    def send(bundle_row) -> dict | None:
+        if unavailable.is_set():
+            return None  # not started: failed below, with the others
         try:
-            answers = client.post_bundle(bundle, request_id=request_id)
+            return _send_bundle(ledger, client, bundle_row, rt.context_id)
         except RegistryUnavailable as exc:
-            log.error("register unavailable, stopping this run: %s", exc)
+            if not unavailable.is_set():
+                log.error("register unavailable, stopping this run: %s", exc)
+            unavailable.set()
             _fail_rows(ledger, bundle_row["id"], "REGISTER-UNAVAILABLE")
-            for unsent in pending[index + 1 :]:  # only bundles this run can claim: never another's
-                if _claim_bundle(ledger, unsent, rt.context_id):
-                    _fail_rows(ledger, unsent["id"], "REGISTER-UNAVAILABLE")
-            return {"sent": sent, "bundles": answered, "transient": 0, "unavailable": True}
-        except RegistryError as exc:
-            log.error("bundle %s not accepted as a whole: %s", bundle_row["bundle_uuid"], exc)
-            _fail_rows(ledger, bundle_row["id"], "BUNDLE-REFUSED")
-            continue
-        sent += len(rows)
-        outcomes = [{"id": r["id"], **interpret(a)} for r, a in zip(rows, answers, strict=True)]
-        store.set_outcomes(ledger, outcomes, from_states=[s.SUBMITTED])
-        store.supersede_replaced(ledger, [o["id"] for o in outcomes if o["state"] == s.ACCEPTED])
+            return {"sent": 0, "answered": 0, "transient": 0}
+
+    workers = max(1, min(client.settings.concurrency, len(pending)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="submit") as pool:
+        results = list(pool.map(send, pending))
+    if unavailable.is_set():
+        for bundle_row, result in zip(pending, results, strict=True):
+            # only bundles this run can claim: never another's
+            if result is None and _claim_bundle(ledger, bundle_row, rt.context_id):
+                _fail_rows(ledger, bundle_row["id"], "REGISTER-UNAVAILABLE")
+    done = [r for r in results if r]
+    return {
+        "sent": sum(r["sent"] for r in done),
+        "bundles": sum(r["answered"] for r in done),
+        "transient": sum(r["transient"] for r in done),
+        "unavailable": unavailable.is_set(),
+    }
+
+
+def _send_bundle(ledger: sa.Engine, client: RegistryClient, bundle_row, context_id: str) -> dict:
+    """Claim, checkpoint, send and record one bundle. Raises RegistryUnavailable for the caller."""
+    nothing = {"sent": 0, "answered": 0, "transient": 0}
+    request_id = bundle_row["request_id"] or str(uuid.uuid4())
+    # claim and checkpoint at once: from this commit on a crash means "maybe sent"
+    if not _claim_bundle(ledger, bundle_row, context_id, request_id=request_id, submit_rows=True):
+        return nothing  # another run (a concurrent backfill day) has it
+    rows = fb.send_order(store.rows_of_bundle(ledger, bundle_row["id"], [s.SUBMITTED]))
+    if not rows:
         _finish_bundle(ledger, bundle_row["id"], "answered")
-        answered += 1
-        transient += sum(o["state"] == s.FAILED for o in outcomes)
-    return {"sent": sent, "bundles": answered, "transient": transient, "unavailable": False}
+        return nothing
+    started = time.perf_counter()
+    body = dumps(fb.batch_bundle([fb.immunization_entry(r) for r in rows]))
+    BUNDLE_BUILDING.add(len(rows), time.perf_counter() - started)
+    try:
+        answers = client.post_bundle_body(body, len(rows), request_id=request_id)
+    except RegistryUnavailable:
+        raise
+    except RegistryError as exc:
+        log.error("bundle %s not accepted as a whole: %s", bundle_row["bundle_uuid"], exc)
+        _fail_rows(ledger, bundle_row["id"], "BUNDLE-REFUSED")
+        return nothing
+    outcomes = [{"id": r["id"], **interpret(a)} for r, a in zip(rows, answers, strict=True)]
+    stamp = store.now_text()
+    with store.WRITES.measure(len(outcomes)), ledger.begin() as conn:
+        store.update_rows(conn, outcomes, [s.SUBMITTED], stamp)
+        store.supersede_replaced_in(conn, [o["id"] for o in outcomes if o["state"] == s.ACCEPTED])
+        conn.execute(
+            sa.update(s.bundles).where(s.bundles.c.id == bundle_row["id"]).values(state="answered", answered_at=stamp)
+        )
+    return {
+        "sent": len(rows),
+        "answered": 1,
+        "transient": sum(o["state"] == s.FAILED for o in outcomes),
+    }
 
 
 def claim_lease_minutes() -> float:
@@ -506,13 +683,20 @@ def _stamp_ago(minutes: float) -> str:
     return (datetime.now(UTC) - timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _claim_bundle(ledger: sa.Engine, bundle_row, context_id: str) -> bool:
+def _claim_bundle(
+    ledger: sa.Engine, bundle_row, context_id: str, request_id: str | None = None, submit_rows: bool = False
+) -> bool:
     """Take a bundle for this run with one guarded UPDATE (portable row claim): if two runs reach
     for the same bundle, exactly one update matches. A claim older than the lease belongs to a run
-    that died and may be taken over; the bundle's stored X-Request-ID makes the resend a replay."""
-    bt = s.bundles
+    that died and may be taken over; the bundle's stored X-Request-ID makes the resend a replay.
+    With `submit_rows` the same transaction stores the X-Request-ID and marks the rows submitted:
+    the checkpoint before the request goes out."""
+    bt, rv = s.bundles, s.record_versions
+    values = {"state": "sending", "claimed_at": store.now_text(), "context_id": context_id}
+    if request_id:
+        values["request_id"] = request_id
     with ledger.begin() as conn:
-        return (
+        claimed = (
             conn.execute(
                 sa.update(bt)
                 .where(
@@ -520,10 +704,17 @@ def _claim_bundle(ledger: sa.Engine, bundle_row, context_id: str) -> bool:
                     bt.c.state == bundle_row["state"],
                     sa.or_(bt.c.claimed_at.is_(None), bt.c.claimed_at == bundle_row["claimed_at"]),
                 )
-                .values(state="sending", claimed_at=store.now_text(), context_id=context_id)
+                .values(**values)
             ).rowcount
             == 1
         )
+        if claimed and submit_rows:
+            conn.execute(
+                sa.update(rv)
+                .where(rv.c.bundle_id == bundle_row["id"], rv.c.state == s.READY)
+                .values(state=s.SUBMITTED, updated_at=store.now_text())
+            )
+        return claimed
 
 
 def _finish_bundle(ledger: sa.Engine, bundle_id: int, state: str) -> None:

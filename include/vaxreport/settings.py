@@ -53,6 +53,10 @@ class RegistrySettings:
     time_budget_s: float = 3600.0
     breaker_threshold: int = 8
     plain_http_hosts: tuple[str, ...] = ()
+    # bundles in flight at once, and the request rate the client keeps under (the register
+    # answers 429 above its own limit; a client that paces itself never spends time on them)
+    concurrency: int = 4
+    max_requests_per_s: float = 40.0
 
     @classmethod
     def from_connection(cls, conn: ConnectionInfo) -> RegistrySettings:
@@ -75,6 +79,8 @@ class RegistrySettings:
             time_budget_s=float(extra.get("time_budget_s", 3600.0)),
             breaker_threshold=int(extra.get("breaker_threshold", 8)),
             plain_http_hosts=tuple(extra.get("plain_http_hosts", ())),
+            concurrency=max(1, int(extra.get("concurrency", 4))),
+            max_requests_per_s=float(extra.get("max_requests_per_s", 40.0)),
         )
 
 

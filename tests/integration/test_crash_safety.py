@@ -44,7 +44,7 @@ def test_killed_twenty_times_the_register_still_gets_each_record_once(tmp_path, 
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         rt = Runtime()
-        generate_into(rt, "vaxreport_source_embedded", DAY, records=3000, seed=17)
+        generate_into(rt, "vaxreport_source_embedded", DAY, records=4000, seed=17)
         truth = writers.ground_truth(rt.engine("vaxreport_source_embedded"), DAY)
         rt.close()
 
@@ -66,7 +66,7 @@ def test_killed_twenty_times_the_register_still_gets_each_record_once(tmp_path, 
                 time.sleep(0.02)  # wait until it is submitting
             if worker.poll() is not None:
                 break  # it finished before we could kill it again
-            time.sleep(rng.uniform(0, 0.15))
+            time.sleep(rng.uniform(0, 0.1))  # several bundles are in flight at once: kill soon
             worker.send_signal(signal.SIGKILL)
             worker.wait()
             kills += 1

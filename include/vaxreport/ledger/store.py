@@ -5,6 +5,7 @@ state the caller names."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from collections import Counter
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from vaxreport.ledger import schema as s
+from vaxreport.meters import LEDGER_WRITES
 from vaxreport.privacy import person_key
 
 if TYPE_CHECKING:
@@ -32,6 +34,9 @@ CONTENT_FIELDS = (
     "record_status",
     "source_problem",
 )
+
+
+WRITES = LEDGER_WRITES
 
 
 def now_text() -> str:
@@ -68,43 +73,130 @@ def _chunks(items: Iterable, size: int) -> Iterator[list]:
         yield chunk
 
 
+def _version_row(rec: dict, window_day: str, stamp: str) -> dict:
+    row = {f: rec.get(f) for f in CONTENT_FIELDS}
+    row.update(
+        source=rec["source"],
+        source_record_id=rec["source_record_id"],
+        version_hash=version_hash(rec),
+        window_day=window_day,
+        state=s.EXTRACTED,
+        person_key=person_key(rec.get("person_id") or ""),
+        registered_at=rec.get("registered_at"),
+        first_seen_at=stamp,
+        updated_at=stamp,
+    )
+    return row
+
+
+def _known_versions(conn: sa.Connection, rows: list[dict]) -> dict[tuple[str, str], dict[str, str]]:
+    """The versions (hash -> state) the ledger already holds for these rows' records."""
+    rv = s.record_versions
+    known: dict[tuple[str, str], dict[str, str]] = {}
+    sources = {r["source"] for r in rows}
+    ids = sorted({r["source_record_id"] for r in rows})
+    query = sa.select(rv.c.source, rv.c.source_record_id, rv.c.version_hash, rv.c.state).where(
+        rv.c.source.in_(sorted(sources)), rv.c.source_record_id.in_(ids)
+    )
+    for r in conn.execute(query):
+        known.setdefault((r.source, r.source_record_id), {})[r.version_hash] = r.state
+    return known
+
+
 def record_extracted(
-    engine: sa.Engine, records: Iterable[dict], window_day: str, chunk_size: int = 2000
+    engine: sa.Engine, records: Iterable[dict], window_day: str, chunk_size: int = 5000
 ) -> dict[str, int]:
     """Write extracted records as new versions; versions already in the ledger are left alone.
 
     An older version of the same source record that was never sent is superseded, so only the
-    latest content of a record can be sent.
+    latest content of a record can be sent. The common case, a record never seen before, is one
+    bulk insert per chunk; only records the ledger already knows cost statements of their own.
     """
     seen = new = 0
     stamp = now_text()
-    stmt = _insert_ignore(engine, s.record_versions)
     for chunk in _chunks(records, chunk_size):
-        rows = []
-        for rec in chunk:
-            row = {f: rec.get(f) for f in CONTENT_FIELDS}
-            row.update(
-                source=rec["source"],
-                source_record_id=rec["source_record_id"],
-                version_hash=version_hash(rec),
-                window_day=window_day,
-                state=s.EXTRACTED,
-                person_key=person_key(rec.get("person_id") or ""),
-                registered_at=rec.get("registered_at"),
-                first_seen_at=stamp,
-                updated_at=stamp,
-            )
-            rows.append(row)
-        with engine.begin() as conn:
-            before = conn.execute(sa.select(sa.func.count()).select_from(s.record_versions)).scalar_one()
-            conn.execute(stmt, rows)
-            after = conn.execute(sa.select(sa.func.count()).select_from(s.record_versions)).scalar_one()
-            keys = [(r["source"], r["source_record_id"], r["version_hash"]) for r in rows]
-            new += _revive_reverted(conn, keys, window_day)
-            _supersede_older(conn, keys)
+        rows = [_version_row(rec, window_day, stamp) for rec in chunk]
+        with WRITES.measure(len(rows)), engine.begin() as conn:
+            known = _known_versions(conn, rows)
+            fresh, reverted, changed = [], [], []
+            for r in rows:
+                versions = known.get((r["source"], r["source_record_id"]), {})
+                key = (r["source"], r["source_record_id"], r["version_hash"])
+                if r["version_hash"] not in versions:
+                    fresh.append(r)
+                elif versions[r["version_hash"]] == s.SUPERSEDED:
+                    reverted.append(key)
+                if any(h != r["version_hash"] for h in versions):
+                    changed.append(key)
+            new += insert_versions(conn, fresh)
+            new += _revive_reverted(conn, reverted, window_day)
+            _supersede_older(conn, changed)
         seen += len(rows)
-        new += after - before
     return {"extracted": seen, "new_versions": new}
+
+
+VERSION_COLUMNS = (
+    *CONTENT_FIELDS,
+    "source",
+    "source_record_id",
+    "version_hash",
+    "window_day",
+    "state",
+    "person_key",
+    "registered_at",
+    "first_seen_at",
+    "updated_at",
+)
+
+
+def insert_versions(conn: sa.Connection, rows: list[dict]) -> int:
+    """Insert record versions, skipping any already there (a concurrent run's); returns how many
+    went in. PostgreSQL takes them through COPY into a staging table, the fastest way in."""
+    if not rows:
+        return 0
+    if conn.dialect.name == "postgresql":
+        columns = ", ".join(VERSION_COLUMNS)
+        conn.exec_driver_sql(
+            "CREATE TEMP TABLE IF NOT EXISTS vx_version_stage ON COMMIT DELETE ROWS AS "
+            f"SELECT {columns} FROM record_versions WITH NO DATA"
+        )
+        copy_rows(conn, "vx_version_stage", VERSION_COLUMNS, rows)
+        inserted = conn.exec_driver_sql(
+            f"INSERT INTO record_versions ({columns}) SELECT {columns} FROM vx_version_stage ON CONFLICT DO NOTHING"
+        ).rowcount
+        conn.exec_driver_sql("TRUNCATE vx_version_stage")
+        return inserted
+    rv = s.record_versions
+    ids = sorted({r["source_record_id"] for r in rows})
+    count = sa.select(sa.func.count()).select_from(rv).where(rv.c.source_record_id.in_(ids))
+    before = conn.execute(count).scalar_one()
+    conn.execute(_insert_ignore(conn.engine, rv), rows)
+    return conn.execute(count).scalar_one() - before
+
+
+def _copy_text(value: object) -> str:
+    if value is None:
+        return "\\N"
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    text = str(value)
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+        text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return text
+
+
+def copy_rows(conn: sa.Connection, table: str, columns: tuple[str, ...], rows: Iterable[dict]) -> None:
+    """PostgreSQL COPY (text format) of `rows` into `table`, inside the connection's transaction."""
+    buffer = io.StringIO()
+    for row in rows:
+        buffer.write("\t".join(_copy_text(row.get(c)) for c in columns))
+        buffer.write("\n")
+    buffer.seek(0)
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN", buffer)
+    finally:
+        cursor.close()
 
 
 def _revive_reverted(conn: sa.Connection, keys: list[tuple[str, str, str]], window_day: str) -> int:
@@ -193,22 +285,26 @@ def register_targets(engine: sa.Engine, rows: list[dict]) -> dict[int, str]:
 def supersede_replaced(engine: sa.Engine, row_ids: Iterable[int]) -> int:
     """Once a version is accepted (or deleted), the record's other accepted versions are history
     (other, not older: a record changed back revives its first version)."""
-    rv = s.record_versions
-    changed = 0
     with engine.begin() as conn:
-        for chunk in _chunks(sorted(row_ids), 500):
-            newer = conn.execute(sa.select(rv.c.id, rv.c.source, rv.c.source_record_id).where(rv.c.id.in_(chunk)))
-            for r in newer:
-                changed += conn.execute(
-                    sa.update(rv)
-                    .where(
-                        rv.c.source == r.source,
-                        rv.c.source_record_id == r.source_record_id,
-                        rv.c.id != r.id,
-                        rv.c.state == s.ACCEPTED,
-                    )
-                    .values(state=s.SUPERSEDED, updated_at=now_text())
-                ).rowcount
+        return supersede_replaced_in(conn, list(row_ids))
+
+
+def supersede_replaced_in(conn: sa.Connection, row_ids: list[int]) -> int:
+    """`supersede_replaced` inside the caller's transaction: one statement per 500 rows."""
+    rv = s.record_versions
+    other = rv.alias("accepted_version")
+    changed = 0
+    for chunk in _chunks(sorted(row_ids), 500):
+        records = sa.select(rv.c.source, rv.c.source_record_id).where(rv.c.id.in_(chunk))
+        changed += conn.execute(
+            sa.update(other)
+            .where(
+                other.c.state == s.ACCEPTED,
+                other.c.id.not_in(chunk),
+                sa.tuple_(other.c.source, other.c.source_record_id).in_(records),
+            )
+            .values(state=s.SUPERSEDED, updated_at=now_text())
+        ).rowcount
     return changed
 
 
@@ -239,24 +335,68 @@ def rows_of_bundle(engine: sa.Engine, bundle_id: int, states: Iterable[str]) -> 
         return [dict(r) for r in result.mappings()]
 
 
+OUTCOME_COLUMNS = ("state", "code", "reason_sv", "reason_en", "register_id", "npl_id", "bundle_id")
+
+
 def set_outcomes(engine: sa.Engine, outcomes: Iterable[dict], from_states: Iterable[str]) -> int:
     """Move rows to their outcome; a row no longer in one of `from_states` is not touched.
 
     Each outcome dict has `id`, `state` and optionally `code`, `reason_sv`, `reason_en`,
-    `register_id`, `npl_id`.
+    `register_id`, `npl_id`, `bundle_id`. Rows are written in bulk, grouped by which fields they set.
     """
-    rv = s.record_versions
     allowed = list(from_states)
     changed = 0
     stamp = now_text()
-    for chunk in _chunks(outcomes, 1000):
-        with engine.begin() as conn:
-            for out in chunk:
-                values = {k: v for k, v in out.items() if k != "id"}
-                values["updated_at"] = stamp
-                changed += conn.execute(
-                    sa.update(rv).where(rv.c.id == out["id"], rv.c.state.in_(allowed)).values(**values)
-                ).rowcount
+    for chunk in _chunks(outcomes, 5000):
+        with WRITES.measure(len(chunk)), engine.begin() as conn:
+            changed += update_rows(conn, chunk, allowed, stamp)
+    return changed
+
+
+def update_rows(
+    conn: sa.Connection, outcomes: list[dict], allowed: list[str], stamp: str, unbundled_only: bool = False
+) -> int:
+    """One statement per group of outcomes that set the same fields (see `set_outcomes`);
+    `unbundled_only` leaves rows alone that a bundle already holds (a concurrent builder's)."""
+    groups: dict[tuple[str, ...], list[dict]] = {}
+    for out in outcomes:
+        fields = tuple(sorted(k for k in out if k != "id"))
+        unknown = set(fields) - set(OUTCOME_COLUMNS)
+        if unknown:
+            raise ValueError(f"not an outcome field: {sorted(unknown)}")
+        groups.setdefault(fields, []).append(out)
+    changed = 0
+    rv = s.record_versions
+    for fields, items in groups.items():
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(
+                "CREATE TEMP TABLE IF NOT EXISTS vx_outcome_stage (id BIGINT PRIMARY KEY, state VARCHAR(20), "
+                "code VARCHAR(40), reason_sv TEXT, reason_en TEXT, register_id VARCHAR(64), npl_id TEXT, "
+                "bundle_id BIGINT) ON COMMIT DELETE ROWS"
+            )
+            copy_rows(conn, "vx_outcome_stage", ("id", *fields), items)
+            assignments = ", ".join(f"{f} = st.{f}" for f in fields)
+            changed += conn.execute(
+                sa.text(
+                    f"UPDATE record_versions AS rv SET {assignments}, updated_at = :stamp "
+                    "FROM vx_outcome_stage AS st WHERE rv.id = st.id AND rv.state = ANY(:allowed)"
+                    + (" AND rv.bundle_id IS NULL" if unbundled_only else "")
+                ),
+                {"stamp": stamp, "allowed": allowed},
+            ).rowcount
+            conn.exec_driver_sql("TRUNCATE vx_outcome_stage")
+        else:
+            # the states are the ledger's own constants, inlined: executemany takes no expanding IN
+            states = [sa.literal_column(f"'{state}'") for state in allowed if state in s.STATES]
+            stmt = (
+                sa.update(rv)
+                .where(rv.c.id == sa.bindparam("b_id"), rv.c.state.in_(states))
+                .values({f: sa.bindparam(f"b_{f}") for f in fields} | {"updated_at": stamp})
+            )
+            if unbundled_only:
+                stmt = stmt.where(rv.c.bundle_id.is_(None))
+            result = conn.execute(stmt, [{f"b_{k}": v for k, v in out.items()} for out in items])
+            changed += result.rowcount
     return changed
 
 
