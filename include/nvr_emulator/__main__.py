@@ -25,7 +25,10 @@ def parse_args(argv: list[str] | None = None) -> EmulatorConfig:
     parser.add_argument("--client-secret", default=DEFAULTS.client_secret)
     parser.add_argument("--token-ttl", type=int, default=DEFAULTS.token_ttl, help="access-token lifetime, seconds")
     parser.add_argument(
-        "--rate-limit", type=int, default=DEFAULTS.rate_limit, help="requests per second per client, 0 = off"
+        "--rate-limit",
+        type=int,
+        default=DEFAULTS.rate_limit,
+        help="requests per second per client on /fhir, 0 = off (REGISTRY.md names no figure; see README.md)",
     )
     parser.add_argument(
         "--dose-interval-days",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from importlib import resources
 from typing import Any
 
@@ -46,9 +47,9 @@ class Product:
     synthetic: bool
     batches: tuple[Batch, ...]
 
-    @property
+    @cached_property
     def lots(self) -> frozenset[str]:
-        """The product's lot numbers, for the batch checks."""
+        """The product's lot numbers, for the batch checks (made once: every entry asks)."""
         return frozenset(batch.lot for batch in self.batches)
 
     @property
@@ -63,6 +64,7 @@ class Catalog:
     def __init__(self, products: tuple[Product, ...]) -> None:
         self.products = products
         self._by_npl = {product.npl_id: product for product in products}
+        self._covid19 = frozenset(product.npl_id for product in products if product.is_covid19)
 
     def product(self, npl_id: str | None) -> Product | None:
         """The product with this NPL-id, or None when the register does not know it."""
@@ -73,7 +75,7 @@ class Catalog:
     @property
     def covid19_npl_ids(self) -> frozenset[str]:
         """NPL-ids of all COVID-19 products: the dose-interval rule spans products."""
-        return frozenset(product.npl_id for product in self.products if product.is_covid19)
+        return self._covid19
 
 
 def _date(value: str | None) -> dt.date | None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class IdKind(StrEnum):
@@ -32,10 +32,13 @@ SYSTEMS: dict[str, IdKind] = {
 _TWELVE_DIGITS = re.compile(r"[0-9]{12}")
 #: Samordningsnummer carry the day of birth plus 60 (Skatteverket, SKVFS 2010:3).
 SAMORDNING_DAY_OFFSET = 60
+#: A digit doubled, as the Luhn check counts it (the digit sum of 2d).
+_DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
+#: Two ASCII digits "ab" → doubled a + b: the Luhn sum of a 10-digit number is five look-ups.
+_LUHN_PAIRS = {f"{a}{b}": _DOUBLED[a] + b for a in range(10) for b in range(10)}
 
 
-@dataclass(frozen=True)
-class PersonId:
+class PersonId(NamedTuple):
     """A person id that passed every format check."""
 
     value: str
@@ -45,14 +48,8 @@ class PersonId:
 
 def luhn_valid(digits: str) -> bool:
     """Luhn (mod 10) check over ``digits``; the last digit is the check digit."""
-    total = 0
-    for position, char in enumerate(reversed(digits)):
-        digit = int(char)
-        if position % 2 == 1:
-            digit *= 2
-            if digit > 9:
-                digit -= 9
-        total += digit
+    # From the right: every first digit counts as it is, every second one doubled (digit sum).
+    total = sum(map(int, digits[-1::-2])) + sum([_DOUBLED[int(char)] for char in digits[-2::-2]])
     return total % 10 == 0
 
 
@@ -65,7 +62,11 @@ def birth_date(value: str) -> dt.date | None:
     """The birth date encoded in a 12-digit number, or None if it is no calendar date."""
     if not _TWELVE_DIGITS.fullmatch(value):
         return None
-    day = int(value[6:8])
+    return _birth_date(value, int(value[6:8]))
+
+
+def _birth_date(value: str, day: int) -> dt.date | None:
+    """:func:`birth_date` of a number known to be 12 digits, whose day field is ``day``."""
     if day > SAMORDNING_DAY_OFFSET:
         day -= SAMORDNING_DAY_OFFSET
     try:
@@ -84,10 +85,13 @@ def parse_person_id(system: str | None, value: object) -> PersonId | None:
     """
     if system not in SYSTEMS or not isinstance(value, str) or not _TWELVE_DIGITS.fullmatch(value):
         return None
-    born = birth_date(value)
-    if born is None or not luhn_valid(value[2:]):
-        return None
-    kind = kind_of(value)
+    day = int(value[6:8])  # kind_of and birth_date, without parsing the number again
+    kind = IdKind.SAMORDNINGSNUMMER if day > SAMORDNING_DAY_OFFSET else IdKind.PERSONNUMMER
     if SYSTEMS[system] is not kind:
         return None
-    return PersonId(value=value, kind=kind, birth_date=born)
+    born = _birth_date(value, day)
+    pairs = _LUHN_PAIRS  # luhn_valid(value[2:]) for twelve ASCII digits, without its loop
+    luhn = pairs[value[2:4]] + pairs[value[4:6]] + pairs[value[6:8]] + pairs[value[8:10]] + pairs[value[10:12]]
+    if born is None or luhn % 10:
+        return None
+    return PersonId(value, kind, born)

@@ -1,7 +1,9 @@
 """Per-client request rate limit: a sliding one-second window.
 
 A sliding window (not a fixed per-second bucket) so a burst straddling a second boundary is
-still caught, which is what makes a client's back-off on 429 testable.
+still caught, which is what makes a client's back-off on 429 testable. Each request time is
+appended once and dropped once, so a request costs O(1) (amortised) and a client at most
+``limit`` remembered times.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 Only answers of processed requests are kept (200, 201, 204, 404), never 401, 429 or 503, so
 a client retrying with the same id after being refused is processed. Answers live in the
-store and survive a restart. Two concurrent requests with one id are serialised, so the
-second waits for the first and then replays it instead of processing the batch twice.
+store, written in the same transaction as what the request stored, and survive a restart.
+Two concurrent requests with one id are serialised, so the second waits for the first and
+then replays it instead of processing the batch twice.
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ class Replays:
         key = (client_id, request_id)
         lock = self._enter(key)
         try:
-            with lock:
+            # One transaction for the work and its kept answer: a crash keeps both or neither, and
+            # a batch costs one commit, not two.
+            with lock, self.store.transaction():
                 stored = self.store.replay(client_id, request_id, self.window)
                 if stored is not None:
                     return stored, True

@@ -3,14 +3,16 @@
 The order of :func:`check_vaccination` is the contract's: the first failing rule decides the
 answer. Rules that need the register's contents (identifier look-up, dose interval,
 duplicate control) live in :mod:`nvr_emulator.register`; their pure parts are here.
+
+The values they return are NamedTuples rather than frozen dataclasses: just as immutable, but
+several times cheaper to build, and every entry of every batch builds a handful of them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import parse_qsl
 
 from nvr_emulator.catalog import NPL_SYSTEM, Catalog, Product
@@ -34,8 +36,7 @@ DOSE_RANGE = range(1, 100)
 STRUCTURE = problem("STRUCTURE")
 
 
-@dataclass(frozen=True)
-class EntryRequest:
+class EntryRequest(NamedTuple):
     """What an entry asks for: create (POST, maybe conditional) or update (PUT) of an id."""
 
     method: str
@@ -43,8 +44,7 @@ class EntryRequest:
     if_none_exist: tuple[str, str] | None = None
 
 
-@dataclass(frozen=True)
-class Vaccination:
+class Vaccination(NamedTuple):
     """An Immunization that passed the structure check (rule 0); fields still unchecked."""
 
     identifier_system: str
@@ -61,8 +61,7 @@ class Vaccination:
     resource: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class CheckedVaccination:
+class CheckedVaccination(NamedTuple):
     """A vaccination that passed rules 2–9: everything the store and later rules need."""
 
     identifier_system: str
@@ -120,7 +119,11 @@ def parse_if_none_exist(condition: object) -> tuple[str, str] | None:
     """``identifier=<system>|<value>`` (percent-encoding allowed) as (system, value), else None."""
     if not isinstance(condition, str):
         return None
-    pairs = parse_qsl(condition, keep_blank_values=True)
+    if "&" in condition or "%" in condition or "+" in condition:
+        pairs = parse_qsl(condition, keep_blank_values=True)
+    else:  # what parse_qsl makes of a string without separators or escapes, without its cost
+        name, _, value = condition.partition("=")
+        pairs = [(name, value)] if condition else []
     if len(pairs) != 1 or pairs[0][0] != "identifier":
         return None
     system, bar, value = pairs[0][1].partition("|")
@@ -129,7 +132,23 @@ def parse_if_none_exist(condition: object) -> tuple[str, str] | None:
     return system, value
 
 
-def _contained(resource: dict[str, Any], reference: object, default_id: str, kind: str) -> dict[str, Any] | None:
+def _contained_index(resource: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """The contained resources by (resourceType, id), the first of each: read once per entry
+    instead of once per reference."""
+    contained = resource.get("contained")
+    index: dict[tuple[str, str], dict[str, Any]] = {}
+    if isinstance(contained, list):
+        for item in contained:
+            if isinstance(item, dict):
+                kind, item_id = item.get("resourceType"), item.get("id")
+                if isinstance(kind, str) and isinstance(item_id, str):
+                    index.setdefault((kind, item_id), item)
+    return index
+
+
+def _contained(
+    index: dict[tuple[str, str], dict[str, Any]], reference: object, default_id: str, kind: str
+) -> dict[str, Any] | None:
     """The contained resource of type ``kind`` a ``#id`` reference points to.
 
     Without a reference the contract's fixed id (``#caregiver``, ``#careunit``) is used.
@@ -139,25 +158,40 @@ def _contained(resource: dict[str, Any], reference: object, default_id: str, kin
         ref = f"#{default_id}"
     if not isinstance(ref, str) or not ref.startswith("#"):
         return None
-    contained = resource.get("contained")
-    if not isinstance(contained, list):
-        return None
-    for item in contained:
-        if isinstance(item, dict) and item.get("resourceType") == kind and item.get("id") == ref[1:]:
-            return item
-    return None
-
-
-def _identifiers(resource: dict[str, Any] | None) -> list[dict[str, Any]]:
-    identifiers = resource.get("identifier") if resource else None
-    return [i for i in identifiers if isinstance(i, dict)] if isinstance(identifiers, list) else []
+    return index.get((kind, ref[1:]))
 
 
 def _hsa_identifier(resource: dict[str, Any] | None) -> tuple[str, str] | None:
     """The first HSA-id identifier of an Organization or Location as (system, value)."""
-    for identifier in _identifiers(resource):
-        if identifier.get("system") in HSA_SYSTEMS and isinstance(identifier.get("value"), str):
-            return identifier["system"], identifier["value"]
+    identifiers = resource.get("identifier") if resource else None
+    if isinstance(identifiers, list):
+        for identifier in identifiers:
+            if isinstance(identifier, dict):
+                system, value = identifier.get("system"), identifier.get("value")
+                if system in HSA_SYSTEMS and isinstance(value, str):
+                    return system, value
+    return None
+
+
+def _person_identifier(patient: dict[str, Any]) -> dict[str, Any]:
+    """The Patient's first identifier with a person-id system, else simply its first one."""
+    identifiers = patient.get("identifier")
+    if isinstance(identifiers, list):
+        for identifier in identifiers:
+            if isinstance(identifier, dict) and identifier.get("system") in PERSON_SYSTEMS:
+                return identifier
+    return _first(identifiers)
+
+
+def _npl_id(vaccine_code: object) -> str | None:
+    """The code of the first ``vaccineCode.coding`` in the NPL-id system."""
+    codings = vaccine_code.get("coding") if isinstance(vaccine_code, dict) else None
+    if isinstance(codings, list):
+        for coding in codings:
+            if isinstance(coding, dict) and coding.get("system") == NPL_SYSTEM:
+                code = coding.get("code")
+                if isinstance(code, str):
+                    return code
     return None
 
 
@@ -179,41 +213,30 @@ def read_vaccination(resource: object) -> Vaccination | Problem:
     status = resource.get("status")
     if status not in STATUSES:
         return STRUCTURE.at("Immunization.status")
-    patient = _contained(resource, resource.get("patient"), "patient", "Patient")
-    if patient is None or not isinstance(resource.get("patient"), dict):
+    contained = _contained_index(resource)
+    patient_reference = resource.get("patient")
+    patient = _contained(contained, patient_reference, "patient", "Patient")
+    if patient is None or not isinstance(patient_reference, dict):
         return STRUCTURE.at("Immunization.patient")
     lot = resource.get("lotNumber")
     if lot is not None and not isinstance(lot, str):
         return STRUCTURE.at("Immunization.lotNumber")
-    person = next(
-        (i for i in _identifiers(patient) if i.get("system") in PERSON_SYSTEMS),
-        _first(patient.get("identifier")),
-    )
-    vaccine_code = resource.get("vaccineCode")
-    codings = vaccine_code.get("coding") if isinstance(vaccine_code, dict) else None
-    npl_id = next(
-        (
-            c.get("code")
-            for c in (codings if isinstance(codings, list) else [])
-            if isinstance(c, dict) and c.get("system") == NPL_SYSTEM and isinstance(c.get("code"), str)
-        ),
-        None,
-    )
-    caregiver = _contained(resource, _first(resource.get("performer")).get("actor"), "caregiver", "Organization")
-    careunit = _contained(resource, resource.get("location"), "careunit", "Location")
+    person = _person_identifier(patient)
+    caregiver = _contained(contained, _first(resource.get("performer")).get("actor"), "caregiver", "Organization")
+    careunit = _contained(contained, resource.get("location"), "careunit", "Location")
     return Vaccination(
-        identifier_system=system,
-        identifier_value=value,
-        status=status,
-        person_system=person.get("system"),
-        person_value=person.get("value"),
-        occurrence=resource.get("occurrenceDateTime"),
-        npl_id=npl_id,
-        lot=lot,
-        dose=_first(resource.get("protocolApplied")).get("doseNumberPositiveInt"),
-        caregiver=_hsa_identifier(caregiver),
-        careunit=_hsa_identifier(careunit),
-        resource=resource,
+        system,
+        value,
+        status,
+        person.get("system"),
+        person.get("value"),
+        resource.get("occurrenceDateTime"),
+        _npl_id(resource.get("vaccineCode")),
+        lot,
+        _first(resource.get("protocolApplied")).get("doseNumberPositiveInt"),
+        _hsa_identifier(caregiver),
+        _hsa_identifier(careunit),
+        resource,
     )
 
 

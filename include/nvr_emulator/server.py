@@ -6,6 +6,7 @@ free port and we know it before the first request, with no race between picking 
 
 from __future__ import annotations
 
+import gc
 import logging
 import socket
 import threading
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STARTUP_TIMEOUT_SECONDS = 10.0
+#: gc.set_threshold for the CLI process, see :func:`tune_gc`.
+GC_THRESHOLDS = (100_000, 50, 100)
 
 
 class RemoteBindRefused(ValueError):
@@ -55,10 +58,26 @@ def _server(config: EmulatorConfig) -> uvicorn.Server:
     return uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
 
 
+def tune_gc() -> None:
+    """Garbage collection for a process that is the emulator and nothing else (the CLI).
+
+    A batch allocates thousands of short-lived containers. With the default threshold (700)
+    the collector ran every few entries, promoted each batch in flight to the old generation,
+    and then walked the whole heap in frequent full collections: about a tenth of a batch's
+    cost. Young objects are collected less often now, and everything alive at start-up
+    (modules, the app, the catalog, the population) is frozen out of the collections.
+    Not for :func:`run_in_thread`: that process belongs to the tests.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def serve(config: EmulatorConfig) -> None:
     """Run in the foreground until interrupted (the CLI)."""
     sock = bind(config)
     server = _server(config)
+    tune_gc()
     log.info("NVR emulator listening on %s (store: %s)", base_url(sock), config.db or "in memory")
     server.run(sockets=[sock])
 

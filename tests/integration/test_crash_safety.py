@@ -53,6 +53,14 @@ def test_killed_twenty_times_the_register_still_gets_each_record_once(tmp_path, 
             **env,
             "VAXREPORT_CONTEXT_ID": "0b6a8d4e-0000-4000-8000-00000000c0de",
             "PYTHONPATH": f"{ROOT / 'include'}",
+            # paced slowly so twenty kills land before the ~40 bundles are all sent, however fast
+            # the machine: at most 4 requests/s, two in flight
+            "AIRFLOW_CONN_NVR_API": json.dumps(
+                {
+                    **json.loads(env["AIRFLOW_CONN_NVR_API"]),
+                    "extra": {"max_requests_per_s": 4, "concurrency": 2},
+                }
+            ),
         }
         command = [sys.executable, "-m", "vaxreport", "run-day", "--day", DAY.isoformat()]
         ledger = tmp_path / "var" / "ledger.sqlite"
