@@ -352,9 +352,17 @@ def build_day(rt: Runtime, day: date, dry_run: bool = False) -> dict:
         ).rowcount
     if retried:
         log.info("%d records that failed earlier are sent again", retried)
+    built = _bundle_ready(ledger, day)
+    log.info("built %d bundles with %d entries", built["bundles"], built["entries"])
+    return {**built, "dry_run": False}
+
+
+def _bundle_ready(ledger: sa.Engine, day: date, persons_up_to: str | None = None) -> dict:
+    """Bundle the unbundled ready rows of this and earlier windows (only persons whose key sorts at
+    or before `persons_up_to`, when given), a hundred bundles per transaction."""
     n_bundles = n_entries = 0
     pending: list[list[dict]] = []
-    for bundle in _person_bundles(_sendable_rows(ledger, day)):
+    for bundle in _person_bundles(_sendable_rows(ledger, day, persons_up_to)):
         pending.append(bundle)
         if len(pending) >= BUNDLES_PER_WRITE:
             n_entries += _record_bundles(ledger, day, pending)
@@ -363,11 +371,10 @@ def build_day(rt: Runtime, day: date, dry_run: bool = False) -> dict:
     if pending:
         n_entries += _record_bundles(ledger, day, pending)
         n_bundles += len(pending)
-    log.info("built %d bundles with %d entries", n_bundles, n_entries)
-    return {"bundles": n_bundles, "entries": n_entries, "dry_run": False}
+    return {"bundles": n_bundles, "entries": n_entries}
 
 
-def _ready_pages(ledger: sa.Engine, day: date) -> Iterator[list[dict]]:
+def _ready_pages(ledger: sa.Engine, day: date, persons_up_to: str | None = None) -> Iterator[list[dict]]:
     """The window's unbundled ready rows (narrow), ordered by person, date and record, in pages."""
     rv = s.record_versions
     query = (
@@ -375,13 +382,15 @@ def _ready_pages(ledger: sa.Engine, day: date) -> Iterator[list[dict]]:
         .where(rv.c.window_day <= day.isoformat(), rv.c.state == s.READY, rv.c.bundle_id.is_(None))
         .order_by(rv.c.person_key, rv.c.vaccination_date, rv.c.source, rv.c.source_record_id, rv.c.id)
     )
+    if persons_up_to is not None:
+        query = query.where(rv.c.person_key <= persons_up_to)
     yield from _stream(ledger, query, BUILD_PAGE)
 
 
-def _sendable_rows(ledger: sa.Engine, day: date) -> Iterator[dict]:
+def _sendable_rows(ledger: sa.Engine, day: date, persons_up_to: str | None = None) -> Iterator[dict]:
     """Ready rows to bundle: an update carries the register id it replaces; a void is not bundled
     (it becomes a DELETE, or nothing when the register never had the record)."""
-    for page in _ready_pages(ledger, day):
+    for page in _ready_pages(ledger, day, persons_up_to):
         targets = store.register_targets(ledger, page)
         for row in page:
             row["register_id"] = targets.get(row["id"])
@@ -764,11 +773,84 @@ def report_day(rt: Runtime, day: date, sent: int) -> dict:
 
 
 def run_day(rt: Runtime, day: date, dry_run: bool = False) -> dict:
-    """All steps for one day, in order: what the DAG does, without Airflow."""
+    """All steps for one day: what the DAG does, without Airflow. On a PostgreSQL ledger the
+    middle steps overlap (`stream_day`); the last submission pass then only mops up."""
     failed_sources = extract_day(rt, day)["failed_sources"]
     ensure_catalog(rt)
-    validate_day(rt, day)
-    build_day(rt, day, dry_run=dry_run)
+    sent = 0
+    if not dry_run and rt.ledger().dialect.name == "postgresql":
+        sent = stream_day(rt, day)["sent"]
+    else:
+        validate_day(rt, day)
+        build_day(rt, day, dry_run=dry_run)
     submitted = submit_day(rt, day, dry_run=dry_run)
-    summary = report_day(rt, day, submitted["sent"])
+    summary = report_day(rt, day, sent + submitted["sent"])
     return {**summary, "failed_sources": failed_sources, "unavailable": submitted["unavailable"]}
+
+
+def stream_day(rt: Runtime, day: date, dose_interval_days: int | None = None) -> dict:
+    """Validate, bundle and send a large day at once instead of one step after the other.
+
+    Submission is paced by the register's rate, so it is the longest step of a big day; here it
+    starts with the first validated chunk. Chunks are whole persons in key order, so once a chunk
+    is validated every ready record of a person up to its last key is final and can be bundled
+    and sent; a sender thread takes bundles as they are committed. The same ledger states and
+    guarded claims as the separate steps make it safe: what is left (transient failures, voids)
+    goes through `submit_day` afterwards. Returns counts and the seconds each part was busy.
+    """
+    ledger = rt.ledger()
+    catalog = cat.load(ledger)
+    timings = {"validate": 0.0, "build": 0.0, "submit": 0.0}
+    totals = {"validated": 0, "bundles": 0, "entries": 0, "sent": 0, "unavailable": False}
+    validated_all = threading.Event()
+
+    errors: list[BaseException] = []
+
+    def sender() -> None:
+        try:
+            send_all()
+        except BaseException as exc:  # handed to the main thread, which raises it after joining
+            errors.append(exc)
+
+    def send_all() -> None:
+        started = time.perf_counter()
+        with rt.registry() as client:
+            while True:
+                finished = validated_all.is_set()  # read before looking: no bundle can be missed
+                result = _send_pending(rt, client, day)
+                totals["sent"] += result["sent"]
+                if result["unavailable"]:
+                    totals["unavailable"] = True
+                    break
+                if finished and not result["bundles"]:
+                    break
+                if not result["bundles"]:
+                    time.sleep(0.05)
+        timings["submit"] = time.perf_counter() - started
+
+    thread = threading.Thread(target=sender, name="stream-sender", daemon=True)
+    thread.start()
+    try:
+        for rows in _extracted_chunks(ledger, day):
+            started = time.perf_counter()
+            totals["validated"] += _validate_chunk(ledger, rows, catalog, day, dose_interval_days)["validated"]
+            timings["validate"] += time.perf_counter() - started
+            started = time.perf_counter()
+            built = _bundle_ready(ledger, day, persons_up_to=rows[-1]["person_key"])
+            timings["build"] += time.perf_counter() - started
+            totals["bundles"] += built["bundles"]
+            totals["entries"] += built["entries"]
+        started = time.perf_counter()
+        built = _bundle_ready(ledger, day)  # ready rows of earlier windows past the last chunk's persons
+        timings["build"] += time.perf_counter() - started
+        totals["bundles"] += built["bundles"]
+        totals["entries"] += built["entries"]
+    finally:
+        validated_all.set()
+        thread.join()
+    if errors:
+        raise errors[0]
+    log.info(
+        "streamed %d records: %d bundles built, %d entries sent", totals["validated"], totals["bundles"], totals["sent"]
+    )
+    return {**totals, "seconds": timings}

@@ -2,6 +2,8 @@
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given
+from hypothesis import strategies as st
 
 from vaxreport.ledger import schema as s
 from vaxreport.ledger import store
@@ -66,3 +68,16 @@ def test_person_id_is_kept_but_its_key_is_a_hash(ledger):
     assert row["person_id"] == RECORD["person_id"]
     assert len(row["person_key"]) == 16
     assert RECORD["person_id"] not in row["person_key"]
+
+
+@given(
+    st.lists(
+        st.one_of(st.none(), st.text(), st.integers(), st.sampled_from(["\\N", "a\tb", "x\\y", "\r\n", ""])),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_copy_fast_path_writes_what_the_escaping_writes(values):
+    columns = tuple(f"c{i}" for i in range(len(values)))
+    row = dict(zip(columns, values, strict=True))
+    assert store._copy_line(row, columns) == "\t".join(store._copy_text(v) for v in values)

@@ -185,11 +185,22 @@ def _copy_text(value: object) -> str:
     return text
 
 
+def _copy_line(row: dict, columns: tuple[str, ...]) -> str:
+    """One row in COPY's text format. The common row (no tab, newline, carriage return or
+    backslash in any value) is joined at once, NULLs as \\N (one backslash each); any other row
+    goes value by value through the escaping. A bool is written True/False, which PostgreSQL reads."""
+    values = [row.get(c) for c in columns]
+    line = "\t".join(["\\N" if v is None else str(v) for v in values])
+    if line.count("\t") != len(columns) - 1 or line.count("\\") != values.count(None) or "\n" in line or "\r" in line:
+        return "\t".join(_copy_text(v) for v in values)
+    return line
+
+
 def copy_rows(conn: sa.Connection, table: str, columns: tuple[str, ...], rows: Iterable[dict]) -> None:
     """PostgreSQL COPY (text format) of `rows` into `table`, inside the connection's transaction."""
     buffer = io.StringIO()
     for row in rows:
-        buffer.write("\t".join(_copy_text(row.get(c)) for c in columns))
+        buffer.write(_copy_line(row, columns))
         buffer.write("\n")
     buffer.seek(0)
     cursor = conn.connection.driver_connection.cursor()
