@@ -38,3 +38,4 @@ class Meter:
 
 LEDGER_WRITES = Meter()  # rows written to the ledger
 BUNDLE_BUILDING = Meter()  # records turned into serialised bundles
+VALIDATION = Meter()  # rows checked against the register's rules (derived columns and the GX suite)

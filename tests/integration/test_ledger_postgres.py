@@ -43,7 +43,10 @@ def test_a_day_on_a_postgresql_ledger_ends_in_ground_truth_and_a_rerun_sends_not
 AWKWARD = "Vårdcentral\tÖst \\ Norr\nrad två\r, \\N och 'citat' \"dubbla\""
 
 
-def test_copy_keeps_awkward_text_nulls_and_counts(pg_ledger):
+@pytest.mark.parametrize("unnest_max", [store.UNNEST_MAX, 0], ids=["arrays", "copy"])
+def test_copy_keeps_awkward_text_nulls_and_counts(pg_ledger, monkeypatch, unnest_max):
+    """Both bulk update paths: array parameters (a bundle's outcomes) and COPY into a stage."""
+    monkeypatch.setattr(store, "UNNEST_MAX", unnest_max)
     rt = Runtime()
     ledger = rt.ledger()
     record = {

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from vaxreport.ledger import schema as s
 from vaxreport.meters import LEDGER_WRITES
+from vaxreport.prefetch import prefetched
 from vaxreport.privacy import person_key
 
 if TYPE_CHECKING:
@@ -114,8 +115,8 @@ def record_extracted(
     """
     seen = new = 0
     stamp = now_text()
-    for chunk in _chunks(records, chunk_size):
-        rows = [_version_row(rec, window_day, stamp) for rec in chunk]
+    chunks = ([_version_row(rec, window_day, stamp) for rec in chunk] for chunk in _chunks(records, chunk_size))
+    for rows in prefetched(chunks):
         with WRITES.measure(len(rows)), engine.begin() as conn:
             known = _known_versions(conn, rows)
             fresh, reverted, changed = [], [], []
@@ -319,14 +320,21 @@ def supersede_replaced_in(conn: sa.Connection, row_ids: list[int]) -> int:
     return changed
 
 
+def of_run(owner: sa.ColumnElement, context_id: str) -> sa.ColumnElement:
+    """A bundle claimed by any worker of one run: `bundles.context_id` holds the run's X-Context-ID
+    alone (claims made before submission had shares) or followed by `/<share>/<nonce>`."""
+    return sa.or_(owner == context_id, owner.startswith(f"{context_id}/", autoescape=True))
+
+
 def sent_in_context(engine: sa.Engine, context_id: str) -> int:
-    """Entries of the bundles a run (one X-Context-ID, all its tries) had answered by the register."""
+    """Entries of the bundles a run (one X-Context-ID, all its tries and shares) had answered by
+    the register."""
     rv, bt = s.record_versions, s.bundles
     with engine.connect() as conn:
         return conn.execute(
             sa.select(sa.func.count())
             .select_from(rv.join(bt, rv.c.bundle_id == bt.c.id))
-            .where(bt.c.context_id == context_id, bt.c.state == "answered")
+            .where(of_run(bt.c.context_id, context_id), bt.c.state == "answered")
         ).scalar_one()
 
 
@@ -364,6 +372,26 @@ def set_outcomes(engine: sa.Engine, outcomes: Iterable[dict], from_states: Itera
     return changed
 
 
+UNNEST_MAX = 2000  # rows: up to here one UPDATE with array parameters, beyond it COPY into a stage
+_OUTCOME_TYPES = {"id": "bigint", "bundle_id": "bigint"}  # the others are text
+
+
+def _update_from_arrays(
+    conn: sa.Connection, fields: tuple[str, ...], items: list[dict], allowed: list[str], stamp: str, unbundled: bool
+) -> int:
+    """PostgreSQL: one UPDATE ... FROM unnest(arrays), one round trip (a bundle's outcomes)."""
+    columns = ("id", *fields)
+    arrays = ", ".join(f"CAST(:a_{c} AS {_OUTCOME_TYPES.get(c, 'text')}[])" for c in columns)
+    assignments = ", ".join(f"{f} = st.{f}" for f in fields)
+    sql = (
+        f"UPDATE record_versions AS rv SET {assignments}, updated_at = :stamp "
+        f"FROM unnest({arrays}) AS st({', '.join(columns)}) "
+        "WHERE rv.id = st.id AND rv.state = ANY(:allowed)" + (" AND rv.bundle_id IS NULL" if unbundled else "")
+    )
+    params = {f"a_{c}": [item.get(c) for item in items] for c in columns}
+    return conn.execute(sa.text(sql), {**params, "stamp": stamp, "allowed": allowed}).rowcount
+
+
 def update_rows(
     conn: sa.Connection, outcomes: list[dict], allowed: list[str], stamp: str, unbundled_only: bool = False
 ) -> int:
@@ -379,7 +407,9 @@ def update_rows(
     changed = 0
     rv = s.record_versions
     for fields, items in groups.items():
-        if conn.dialect.name == "postgresql":
+        if conn.dialect.name == "postgresql" and len(items) <= UNNEST_MAX:
+            changed += _update_from_arrays(conn, fields, items, allowed, stamp, unbundled_only)
+        elif conn.dialect.name == "postgresql":
             conn.exec_driver_sql(
                 "CREATE TEMP TABLE IF NOT EXISTS vx_outcome_stage (id BIGINT PRIMARY KEY, state VARCHAR(20), "
                 "code VARCHAR(40), reason_sv TEXT, reason_en TEXT, register_id VARCHAR(64), npl_id TEXT, "

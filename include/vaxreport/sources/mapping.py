@@ -13,7 +13,7 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 from typing import Any
 
@@ -49,6 +49,16 @@ class Kind:
     record_prefix: str
     fields: dict[str, dict]
     unsupported_defects: tuple[str, ...] = field(default=())
+
+    @cached_property
+    def plan(self) -> tuple[tuple[str, str | None, Callable[[Any, dict], Any] | None], ...]:
+        """Each canonical field with its column and parser, looked up once per kind, not per row."""
+        return tuple(
+            (name, self.fields[name]["column"], PARSERS[self.fields[name].get("parse", "text")])
+            if name in self.fields
+            else (name, None, None)
+            for name in CANONICAL_FIELDS
+        )
 
     def sql(self, name: str) -> str:
         return resources.files(f"vaxreport.sources.kinds.{self.name}").joinpath(name).read_text()
@@ -113,6 +123,8 @@ def load_kind(name: str) -> Kind:
 def _text(value: Any, row: dict) -> str | None:
     if value is None:
         return None
+    if type(value) is str:  # the common case, first
+        return value.strip() or None
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
     text = str(value).strip()
@@ -247,13 +259,12 @@ def to_canonical(kind: Kind, row: dict, system_uri: str) -> dict:
     """One journal row as a canonical record; a value that cannot be read is named, not raised."""
     record: dict[str, Any] = {"source": system_uri, "source_problem": None}
     problems = []
-    for name in CANONICAL_FIELDS:
-        spec = kind.fields.get(name)
-        if spec is None:
+    for name, column, parser in kind.plan:
+        if parser is None:
             record[name] = None
             continue
         try:
-            record[name] = PARSERS[spec.get("parse", "text")](row.get(spec["column"]), row)
+            record[name] = parser(row.get(column), row)
         except (FieldError, TypeError, ValueError, OverflowError) as exc:
             record[name] = None
             problems.append(f"{name}: {exc}" if isinstance(exc, FieldError) else f"{name}: unreadable")
