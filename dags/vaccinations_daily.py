@@ -15,8 +15,12 @@ Optional: `vaxreport_airflow_api` (the api-server's URL and a service user with 
 with which each run's note carries the day's counts. Extraction is mapped over the sources: one
 failing source is retried and reported (the run turns red) while the others are reported as usual.
 
-**Params:** `day` (YYYY-MM-DD, default: the day before the run), `dry_run` (write the bundles to
-`var/bundles/<day>/` and send nothing).
+**Submission in shares:** `submit_bundles` is mapped over one share per 200 pending bundles (at most
+16), at most 4 at once over all runs, each claiming chunks of bundles (row locks on PostgreSQL) at a
+quarter of the register's rate. `finish_submission` then resends what failed transiently or a dead
+share left, sends the deletes, and fails (to be retried) while the register is down.
+
+**Params:** `day` (YYYY-MM-DD, default: the day before the run), `dry_run` (bundles to `var/bundles/<day>/`, none sent).
 
 **Safe to re-run:** a day already reported sends nothing again (`sent=0`). Records that failed
 because the register was unreachable are sent by the next run of that day.
@@ -33,6 +37,7 @@ import pendulum
 from airflow.sdk import Asset, Param, TriggerRule, dag, get_current_context, task
 
 VACCINE_CATALOG = Asset(name="vaxreport_vaccine_catalog")
+PARALLEL_SHARES = 4  # submit_bundles sending at once over all runs, each at this part of the register's rate
 
 
 def _setup():
@@ -87,27 +92,40 @@ def vaccinations_daily():
         }
 
     @task
-    def build_bundles(validated: dict) -> dict:
+    def build_bundles(validated: dict) -> list[dict]:
+        """Returns the submission plan: one entry per share."""
         from vaxreport.pipeline import build_day
+        from vaxreport.submission import plan_shares
 
         rt, day, dry_run = _setup()
-        return build_day(rt, day, dry_run=dry_run)
+        return plan_shares(rt, day, build_day(rt, day, dry_run=dry_run))
 
-    @task(max_active_tis_per_dag=1)
-    def submit_bundles(built: dict) -> dict:
-        """Raises after recording when the register is down, so Airflow retries the task later."""
-        from vaxreport.pipeline import submit_day
+    @task(
+        max_active_tis_per_dag=PARALLEL_SHARES,
+        max_active_tis_per_dagrun=PARALLEL_SHARES,
+        map_index_template="{{ submission_share }}",
+    )
+    def submit_bundles(share: int, shares: int, per_share: int) -> dict:
+        from vaxreport.submission import submit_share
+
+        get_current_context()["submission_share"] = f"share {share + 1} of {shares}"
+        rt, day, dry_run = _setup()
+        return submit_share(rt, day, share, per_share, parallel=PARALLEL_SHARES, dry_run=dry_run)
+
+    @task(trigger_rule=TriggerRule.ALL_DONE, max_active_tis_per_dag=1)
+    def finish_submission(plan: list[dict] | None, shares: list[dict]) -> dict:
+        """Runs when every share is done, failed ones too; raises while the register is down, for a retry."""
+        from vaxreport.submission import finish_submission
 
         rt, day, dry_run = _setup()
-        result = submit_day(rt, day, dry_run=dry_run)
+        result = finish_submission(rt, day, list(shares), plan=plan, dry_run=dry_run)
         if result["unavailable"]:
             raise RuntimeError(f"register unavailable; {result['sent']} entries sent, the rest failed for a retry")
         return result
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def write_rejection_report() -> dict:
-        """Runs whatever became of submission: the day's counts always reach the report and the
-        run note."""
+        """Runs whatever became of submission: the day's counts always reach the report and run note."""
         from vaxreport.ledger.store import sent_in_context
         from vaxreport.pipeline import report_day
         from vaxreport.reports.run_notes import daily_note
@@ -115,7 +133,7 @@ def vaccinations_daily():
 
         rt, day, _ = _setup()
         context = get_current_context()
-        submitted = context["ti"].xcom_pull(task_ids="submit_bundles")
+        submitted = context["ti"].xcom_pull(task_ids="finish_submission")
         validated = context["ti"].xcom_pull(task_ids="validate_records") or {}
         # a failed submission left no XCom: then what this run's bundles carried, from the ledger
         sent = submitted["sent"] if submitted else sent_in_context(rt.ledger(), rt.context_id)
@@ -125,7 +143,8 @@ def vaccinations_daily():
 
     sources = list_sources()
     extracted = extract_vaccinations.expand(source=sources)
-    submit_bundles(build_bundles(validate_records(sources, extracted))) >> write_rejection_report()
+    plan = build_bundles(validate_records(sources, extracted))
+    finish_submission(plan, submit_bundles.expand_kwargs(plan)) >> write_rejection_report()
 
 
 vaccinations_daily()

@@ -24,10 +24,10 @@ import sqlalchemy as sa
 from vaxreport.fhir import bundles as fb
 from vaxreport.ledger import schema as s
 from vaxreport.ledger import store
-from vaxreport.meters import BUNDLE_BUILDING
+from vaxreport.meters import VALIDATION
 from vaxreport.registry import catalog as cat
-from vaxreport.registry.client import RegistryClient, RegistryError, RegistryUnavailable, dumps
-from vaxreport.registry.outcomes import interpret, scrub
+from vaxreport.registry.client import RegistryClient, RegistryError, RegistryUnavailable
+from vaxreport.registry.outcomes import scrub
 from vaxreport.settings import (
     LEDGER_CONN_ID,
     REGISTRY_CONN_ID,
@@ -41,6 +41,12 @@ from vaxreport.settings import (
 )
 from vaxreport.sources.extract import extract
 from vaxreport.sources.mapping import Kind, load_kind
+from vaxreport.submission import (  # submission's own module; these stay importable from here
+    TRANSIENT_ROUNDS,  # noqa: F401
+    _send_pending,
+    claim_lease_minutes,  # noqa: F401
+    submit_day,
+)
 from vaxreport.validation.reasons import reason
 from vaxreport.validation.scope import is_out_of_scope
 from vaxreport.window import day_window
@@ -85,8 +91,10 @@ class Runtime:
         s.ensure_schema(engine)
         return engine
 
-    def registry(self) -> RegistryClient:
-        settings = RegistrySettings.from_connection(self.resolve(REGISTRY_CONN_ID))
+    def registry(self, parallel: int = 1) -> RegistryClient:
+        """The register's client; `parallel`: one of that many workers sending at once, which
+        keeps under its part of the rate (`RegistrySettings.divided`)."""
+        settings = RegistrySettings.from_connection(self.resolve(REGISTRY_CONN_ID)).divided(parallel)
         if self.on_secret:
             self.on_secret(settings.client_secret)
         return RegistryClient(settings, context_id=self.context_id, on_token=self.on_secret)
@@ -218,7 +226,7 @@ def validate_day(rt: Runtime, day: date, dose_interval_days: int | None = None) 
     return {**totals, "unexpected_by_code": dict(unexpected)}
 
 
-VALIDATE_CHUNK = 50_000
+VALIDATE_CHUNK = 100_000  # rows; GX's cost per call is paid per chunk, memory grows with it
 
 
 def _stream(ledger: sa.Engine, query: sa.Select, page: int) -> Iterator[list[dict]]:
@@ -297,8 +305,9 @@ def _validate_chunk(ledger: sa.Engine, rows: list[dict], catalog, day: date, dos
         covid = [npl for npl, p in catalog.products.items() if p.programme == "covid19"]
         history = store.person_history(ledger, list(frame["person_key"]), covid)
         interval = dose_interval_days or int(os.environ.get("VAXREPORT_DOSE_INTERVAL_DAYS", "21"))
-        derived = suite.derive_columns(frame, catalog, day, history, interval)
-        failures, summary = suite.run_suite(derived, catalog)
+        with VALIDATION.measure(len(frame)):
+            derived = suite.derive_columns(frame, catalog, day, history, interval)
+            failures, summary = suite.run_suite(derived, catalog)
         for row_id, npl in zip(derived["id"], derived["resolved_npl_id"], strict=True):
             code = failures.get(int(row_id))
             if code:
@@ -543,207 +552,6 @@ def _send_deletes(rt: Runtime, client: RegistryClient, day: date) -> int:
     return sent
 
 
-TRANSIENT_ROUNDS = 3
-
-
-def submit_day(rt: Runtime, day: date, dry_run: bool = False) -> dict:
-    """Send the unanswered bundles of this and earlier windows; record each entry's outcome.
-
-    Failed records of earlier tries are bundled again first, so a retry of this step (or the next
-    run) does real work. Entries the register failed transiently inside an otherwise answered
-    bundle go round again alone, up to TRANSIENT_ROUNDS times; real rejections stay rejections. If
-    the register is down (retries spent, circuit open, time budget gone), the run stops cleanly:
-    what it could not send is `failed` and `unavailable` is set, for the caller to retry later.
-    """
-    if dry_run:
-        return {"sent": 0, "bundles": 0, "dry_run": True, "unavailable": False}
-    totals = {"sent": 0, "bundles": 0, "dry_run": False, "unavailable": False}
-    with rt.registry() as client:
-        for round_no in range(TRANSIENT_ROUNDS + 1):
-            build_day(rt, day)
-            result = _send_pending(rt, client, day)
-            totals["sent"] += result["sent"]
-            totals["bundles"] += result["bundles"]
-            if result["unavailable"]:
-                totals["unavailable"] = True
-                break
-            if not result["transient"] or round_no == TRANSIENT_ROUNDS:
-                break
-            log.info("%d entries failed transiently; sending them again", result["transient"])
-        if not totals["unavailable"]:
-            totals["sent"] += _send_deletes(rt, client, day)
-    log.info("sent %d entries in %d answered bundles", totals["sent"], totals["bundles"])
-    return totals
-
-
-def _pending_bundles(ledger: sa.Engine, day: date, context_id: str) -> list:
-    """Bundles not yet answered: built ones, and claims of a dead try (this run's earlier try, or
-    any run whose claim is older than the lease)."""
-    bt = s.bundles
-    with ledger.connect() as conn:
-        return (
-            conn.execute(
-                sa.select(bt)
-                .where(
-                    bt.c.window_day <= day.isoformat(),
-                    sa.or_(
-                        bt.c.state.in_(["built", "sent"]),
-                        sa.and_(
-                            bt.c.state == "sending",
-                            sa.or_(bt.c.claimed_at < _stamp_ago(claim_lease_minutes()), bt.c.context_id == context_id),
-                        ),
-                    ),
-                )
-                .order_by(bt.c.id)
-            )
-            .mappings()
-            .all()
-        )
-
-
-def _send_pending(rt: Runtime, client: RegistryClient, day: date) -> dict:
-    """Send the pending bundles, `concurrency` at a time (the client paces the requests).
-
-    Each bundle is claimed, checkpointed, sent and answered on its own, so bundles in flight at
-    once are as safe as bundles sent in turn; a person's records share one bundle (`build_day`),
-    so the register sees them in order whatever order the bundles arrive in. Once the register is
-    found unavailable, no further bundle is started and the rest of this run's pending bundles are
-    failed for a later try.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    ledger = rt.ledger()
-    pending = _pending_bundles(ledger, day, rt.context_id)
-    unavailable = threading.Event()
-
-    def send(bundle_row) -> dict | None:
-        if unavailable.is_set():
-            return None  # not started: failed below, with the others
-        try:
-            return _send_bundle(ledger, client, bundle_row, rt.context_id)
-        except RegistryUnavailable as exc:
-            if not unavailable.is_set():
-                log.error("register unavailable, stopping this run: %s", exc)
-            unavailable.set()
-            _fail_rows(ledger, bundle_row["id"], "REGISTER-UNAVAILABLE")
-            return {"sent": 0, "answered": 0, "transient": 0}
-
-    workers = max(1, min(client.settings.concurrency, len(pending)))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="submit") as pool:
-        results = list(pool.map(send, pending))
-    if unavailable.is_set():
-        for bundle_row, result in zip(pending, results, strict=True):
-            # only bundles this run can claim: never another's
-            if result is None and _claim_bundle(ledger, bundle_row, rt.context_id):
-                _fail_rows(ledger, bundle_row["id"], "REGISTER-UNAVAILABLE")
-    done = [r for r in results if r]
-    return {
-        "sent": sum(r["sent"] for r in done),
-        "bundles": sum(r["answered"] for r in done),
-        "transient": sum(r["transient"] for r in done),
-        "unavailable": unavailable.is_set(),
-    }
-
-
-def _send_bundle(ledger: sa.Engine, client: RegistryClient, bundle_row, context_id: str) -> dict:
-    """Claim, checkpoint, send and record one bundle. Raises RegistryUnavailable for the caller."""
-    nothing = {"sent": 0, "answered": 0, "transient": 0}
-    request_id = bundle_row["request_id"] or str(uuid.uuid4())
-    # claim and checkpoint at once: from this commit on a crash means "maybe sent"
-    if not _claim_bundle(ledger, bundle_row, context_id, request_id=request_id, submit_rows=True):
-        return nothing  # another run (a concurrent backfill day) has it
-    rows = fb.send_order(store.rows_of_bundle(ledger, bundle_row["id"], [s.SUBMITTED]))
-    if not rows:
-        _finish_bundle(ledger, bundle_row["id"], "answered")
-        return nothing
-    started = time.perf_counter()
-    body = dumps(fb.batch_bundle([fb.immunization_entry(r) for r in rows]))
-    BUNDLE_BUILDING.add(len(rows), time.perf_counter() - started)
-    try:
-        answers = client.post_bundle_body(body, len(rows), request_id=request_id)
-    except RegistryUnavailable:
-        raise
-    except RegistryError as exc:
-        log.error("bundle %s not accepted as a whole: %s", bundle_row["bundle_uuid"], exc)
-        _fail_rows(ledger, bundle_row["id"], "BUNDLE-REFUSED")
-        return nothing
-    outcomes = [{"id": r["id"], **interpret(a)} for r, a in zip(rows, answers, strict=True)]
-    stamp = store.now_text()
-    with ledger.begin() as conn:  # not metered: the benchmark's ledger rate is of the bulk stages
-        store.update_rows(conn, outcomes, [s.SUBMITTED], stamp)
-        store.supersede_replaced_in(conn, [o["id"] for o in outcomes if o["state"] == s.ACCEPTED])
-        conn.execute(
-            sa.update(s.bundles).where(s.bundles.c.id == bundle_row["id"]).values(state="answered", answered_at=stamp)
-        )
-    return {
-        "sent": len(rows),
-        "answered": 1,
-        "transient": sum(o["state"] == s.FAILED for o in outcomes),
-    }
-
-
-def claim_lease_minutes() -> float:
-    return float(os.environ.get("VAXREPORT_CLAIM_LEASE_MINUTES", "30"))
-
-
-def _stamp_ago(minutes: float) -> str:
-    from datetime import UTC, datetime, timedelta
-
-    return (datetime.now(UTC) - timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _claim_bundle(
-    ledger: sa.Engine, bundle_row, context_id: str, request_id: str | None = None, submit_rows: bool = False
-) -> bool:
-    """Take a bundle for this run with one guarded UPDATE (portable row claim): if two runs reach
-    for the same bundle, exactly one update matches. A claim older than the lease belongs to a run
-    that died and may be taken over; the bundle's stored X-Request-ID makes the resend a replay.
-    With `submit_rows` the same transaction stores the X-Request-ID and marks the rows submitted:
-    the checkpoint before the request goes out."""
-    bt, rv = s.bundles, s.record_versions
-    values = {"state": "sending", "claimed_at": store.now_text(), "context_id": context_id}
-    if request_id:
-        values["request_id"] = request_id
-    with ledger.begin() as conn:
-        claimed = (
-            conn.execute(
-                sa.update(bt)
-                .where(
-                    bt.c.id == bundle_row["id"],
-                    bt.c.state == bundle_row["state"],
-                    sa.or_(bt.c.claimed_at.is_(None), bt.c.claimed_at == bundle_row["claimed_at"]),
-                )
-                .values(**values)
-            ).rowcount
-            == 1
-        )
-        if claimed and submit_rows:
-            conn.execute(
-                sa.update(rv)
-                .where(rv.c.bundle_id == bundle_row["id"], rv.c.state == s.READY)
-                .values(state=s.SUBMITTED, updated_at=store.now_text())
-            )
-        return claimed
-
-
-def _finish_bundle(ledger: sa.Engine, bundle_id: int, state: str) -> None:
-    with ledger.begin() as conn:
-        conn.execute(
-            sa.update(s.bundles).where(s.bundles.c.id == bundle_id).values(state=state, answered_at=store.now_text())
-        )
-
-
-def _fail_rows(ledger: sa.Engine, bundle_id: int, code: str) -> None:
-    rv = s.record_versions
-    with ledger.begin() as conn:
-        conn.execute(
-            sa.update(rv)
-            .where(rv.c.bundle_id == bundle_id, rv.c.state.in_([s.READY, s.SUBMITTED]))
-            .values(state=s.FAILED, code=code, updated_at=store.now_text())
-        )
-    _finish_bundle(ledger, bundle_id, "failed")
-
-
 def day_summary(rt: Runtime, day: date, sent: int) -> dict:
     counts = store.state_counts(rt.ledger(), day.isoformat())
     summary = {"day": day.isoformat(), "extracted": sum(counts.values()) - counts[s.SUPERSEDED]}
@@ -798,6 +606,12 @@ def stream_day(rt: Runtime, day: date, dose_interval_days: int | None = None) ->
     guarded claims as the separate steps make it safe: what is left (transient failures, voids)
     goes through `submit_day` afterwards. Returns counts and the seconds each part was busy.
     """
+    # validation's heavy imports (pandas, GX, which pulls in sqlalchemy.orm) happen here, before
+    # the sender thread exists: a module imported by two threads at once can be seen half-made
+    import sqlalchemy.orm  # noqa: F401
+
+    from vaxreport.validation import suite  # noqa: F401
+
     ledger = rt.ledger()
     catalog = cat.load(ledger)
     timings = {"validate": 0.0, "build": 0.0, "submit": 0.0}

@@ -9,8 +9,9 @@ default in code except the emulator's published development credentials.
 from __future__ import annotations
 
 import json
+import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -81,6 +82,18 @@ class RegistrySettings:
             plain_http_hosts=tuple(extra.get("plain_http_hosts", ())),
             concurrency=max(1, int(extra.get("concurrency", 4))),
             max_requests_per_s=float(extra.get("max_requests_per_s", 40.0)),
+        )
+
+    def divided(self, parts: int) -> RegistrySettings:
+        """The settings of one of `parts` workers that send at the same time: each keeps under its
+        part of the rate and has its part of the bundles in flight (at least one), so together
+        they stay under the register's limit."""
+        if parts <= 1:
+            return self
+        return replace(
+            self,
+            max_requests_per_s=self.max_requests_per_s / parts,
+            concurrency=max(1, math.ceil(self.concurrency / parts)),
         )
 
 

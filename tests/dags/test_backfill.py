@@ -45,6 +45,7 @@ PIPELINE_TASKS = {
     "validate_records",
     "build_bundles",
     "submit_bundles",
+    "finish_submission",
     "write_rejection_report",
 }
 

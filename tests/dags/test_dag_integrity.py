@@ -75,6 +75,7 @@ def test_daily_dag_has_the_issue_tasks_in_order(dagbag):
         "validate_records",
         "build_bundles",
         "submit_bundles",
+        "finish_submission",
         "write_rejection_report",
     }
 

@@ -24,13 +24,20 @@ KILLS = 20
 
 
 def _progress(ledger_path) -> int:
-    """Bundles claimed or answered so far (read beside the worker; WAL lets us)."""
+    """Bundles checkpointed (X-Request-ID stored, the request about to go out) plus bundles
+    answered, so far: each bundle moves it on twice, a claim of a whole chunk not at all (read
+    beside the worker; WAL lets us)."""
     if not ledger_path.exists():
         return 0
     engine = sa.create_engine(f"sqlite:///{ledger_path}")
     try:
         with engine.connect() as conn:
-            return conn.execute(sa.text("SELECT count(*) FROM bundles WHERE state IN ('sending', 'answered')")).scalar()
+            return conn.execute(
+                sa.text(
+                    "SELECT (SELECT count(*) FROM bundles WHERE request_id IS NOT NULL)"
+                    " + (SELECT count(*) FROM bundles WHERE state = 'answered')"
+                )
+            ).scalar()
     except sa.exc.OperationalError:
         return 0
     finally:

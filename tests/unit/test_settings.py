@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from vaxreport.settings import RegistrySettings, connection_from_env, sqlalchemy_url
@@ -56,3 +58,20 @@ def test_env_file_fills_only_unset_variables(tmp_path, monkeypatch):
     import os
 
     assert (os.environ["VX_A"], os.environ["VX_B"], os.environ["VX_C"]) == ('{"x": 1}', "already", "q")
+
+
+def test_a_worker_among_several_keeps_to_its_part_of_the_rate_and_the_bundles_in_flight():
+    conn = connection_from_env(
+        "nvr_api",
+        {
+            "AIRFLOW_CONN_NVR_API": json.dumps(
+                {"host": "https://nvr.example.se", "extra": {"max_requests_per_s": 45, "concurrency": 8}}
+            )
+        },
+    )
+    whole = RegistrySettings.from_connection(conn)
+    assert whole.divided(1) is whole
+    quarter = whole.divided(4)
+    assert (quarter.max_requests_per_s, quarter.concurrency) == (11.25, 2)
+    assert whole.divided(16).concurrency == 1  # at least one bundle in flight
+    assert quarter.client_secret == whole.client_secret

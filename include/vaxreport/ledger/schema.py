@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.schema import CreateIndex
 
 metadata = sa.MetaData()
 
@@ -66,6 +67,7 @@ record_versions = sa.Table(
     sa.UniqueConstraint("source", "source_record_id", "version_hash", name="uq_record_version"),
     sa.Index("ix_record_versions_window_state", "window_day", "state"),
     sa.Index("ix_record_versions_person_key", "person_key"),
+    sa.Index("ix_record_versions_bundle", "bundle_id"),  # a bundle's rows: claimed, read, answered
 )
 
 bundles = sa.Table(
@@ -118,4 +120,15 @@ reconciliations = sa.Table(
 
 
 def ensure_schema(engine: sa.Engine) -> None:
+    """Create what is missing, indexes added since a ledger was made included (create_all alone
+    adds indexes only with their table)."""
     metadata.create_all(engine)
+    for table in metadata.sorted_tables:
+        for index in table.indexes:
+            try:
+                with engine.begin() as conn:
+                    conn.execute(CreateIndex(index, if_not_exists=True))
+            except sa.exc.DBAPIError:
+                # two workers starting together on an older ledger: the other one made it
+                if index.name not in {i["name"] for i in sa.inspect(engine).get_indexes(table.name)}:
+                    raise
