@@ -32,7 +32,7 @@ import os
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -335,21 +335,33 @@ def _send_claimed(rt: Runtime, client: RegistryClient, day: date, claimant: Clai
             _fail_claimed(ledger, bundle_row["id"], claimant.owner, "REGISTER-UNAVAILABLE")
             return NOTHING
 
+    def tally(bundle_row: dict, result: dict | None) -> None:
+        if result is None:
+            _fail_claimed(ledger, bundle_row["id"], claimant.owner, "REGISTER-UNAVAILABLE")
+            return
+        totals["sent"] += result["sent"]
+        totals["bundles"] += result["answered"]
+        totals["transient"] += result["transient"]
+
+    workers = max(1, client.settings.concurrency)
     taken = 0
-    with ThreadPoolExecutor(max_workers=max(1, client.settings.concurrency), thread_name_prefix="submit") as pool:
-        while not unavailable.is_set() and (limit is None or taken < limit):
-            size = CLAIM_CHUNK if limit is None else min(CLAIM_CHUNK, limit - taken)
-            chunk = _claim_chunk(ledger, day, claimant, size)
-            if not chunk:
+    exhausted = False
+    running: dict[Future, dict] = {}
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="submit") as pool:
+        while True:
+            # the next chunk is claimed while the last one's bundles are still in flight, so
+            # the register never waits for a chunk's slowest bundle
+            if not exhausted and not unavailable.is_set() and len(running) <= workers:
+                size = CLAIM_CHUNK if limit is None else min(CLAIM_CHUNK, limit - taken)
+                chunk = _claim_chunk(ledger, day, claimant, size) if size > 0 else []
+                exhausted = not chunk
+                taken += len(chunk)
+                running.update({pool.submit(send, bundle_row): bundle_row for bundle_row in chunk})
+            if not running:
                 break
-            taken += len(chunk)
-            for bundle_row, result in zip(chunk, pool.map(send, chunk), strict=True):
-                if result is None:
-                    _fail_claimed(ledger, bundle_row["id"], claimant.owner, "REGISTER-UNAVAILABLE")
-                    continue
-                totals["sent"] += result["sent"]
-                totals["bundles"] += result["answered"]
-                totals["transient"] += result["transient"]
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                tally(running.pop(future), future.result())
     totals["unavailable"] = unavailable.is_set()
     return totals
 

@@ -6,6 +6,7 @@ import httpx
 import pytest
 
 from vaxreport.registry.client import (
+    MAX_TOKEN_REFRESHES,
     RegistryClient,
     RegistryError,
     RegistryProtocolError,
@@ -80,6 +81,19 @@ def test_token_is_reused_and_refreshed_once_on_401():
     c.post_bundle(BUNDLE)
     assert reg.tokens == 2
     assert reg.calls[-1].headers["Authorization"] == "Bearer t2"
+
+
+def test_a_token_revoked_again_at_once_is_refreshed_again_a_bounded_number_of_times():
+    # several workers share a revocation: the second request can meet the next one
+    reg = Register(httpx.Response(401), httpx.Response(401), httpx.Response(200, json=ANSWER))
+    c, _ = client(reg)
+    assert c.post_bundle(BUNDLE)[0]["response"]["status"] == "201 Created"
+    assert reg.tokens == 3
+    endless = Register(*[httpx.Response(401)] * 10)
+    c, _ = client(endless)
+    with pytest.raises(RegistryError):
+        c.post_bundle(BUNDLE)
+    assert endless.tokens == 1 + MAX_TOKEN_REFRESHES
 
 
 def test_timeouts_and_5xx_back_off_then_give_up():

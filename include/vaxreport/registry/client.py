@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
+MAX_TOKEN_REFRESHES = 3  # per call: several threads may meet one revocation, each refreshing in turn
 TOKEN_MARGIN_S = 30.0
 FHIR_JSON = "application/fhir+json"
 
@@ -167,10 +168,11 @@ class RegistryClient:
         url = path_or_url if path_or_url.startswith("http") else f"{self.settings.base_url}{path_or_url}"
         check_url(url, self.settings.plain_http_hosts)
         rid = request_id or str(uuid.uuid4())
-        refreshed = False
+        refreshes = 0
         while True:
+            token = self._bearer()
             headers = {
-                "Authorization": f"Bearer {self._bearer()}",
+                "Authorization": f"Bearer {token}",
                 "X-Request-ID": rid,
                 "X-Context-ID": self.context_id,
                 "X-User-Agent": f"{SYSTEM_NAME}/{__version__}",
@@ -183,10 +185,12 @@ class RegistryClient:
             resp = self._send_with_retries(
                 lambda kw=kwargs: self._paced(method, url, kw), what=f"{method} {urlsplit(url).path}"
             )
-            if resp.status_code == 401 and not refreshed:
-                refreshed = True
-                self._token = None  # revoked or expired early: fetch a new one, once
-                log.warning("register answered 401; refreshing the token once")
+            if resp.status_code == 401 and refreshes < MAX_TOKEN_REFRESHES:
+                refreshes += 1
+                with self._token_lock:  # revoked or expired early: a new one, unless a thread has it
+                    if self._token == token:
+                        self._token = None
+                log.warning("register answered 401; new token, try %d/%d", refreshes, MAX_TOKEN_REFRESHES)
                 continue
             return resp
 
