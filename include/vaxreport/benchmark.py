@@ -97,6 +97,14 @@ class Emulator:
 
         return httpx.get(f"{self.base_url}/admin/stats", timeout=30).json()
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU the emulator process has used (Linux /proc), to show where time goes."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         self.process.terminate()
         try:
@@ -202,6 +210,7 @@ def _pipeline_child(spec: dict, pipe) -> None:
             "rules_rows": VALIDATION.rows,
             "rules_seconds": VALIDATION.seconds,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "cpu_s": (lambda u: u.ru_utime + u.ru_stime)(resource.getrusage(resource.RUSAGE_SELF)),
         }
     )
 
@@ -324,6 +333,7 @@ def bench_size(settings: BenchSettings, n: int, day: date) -> dict:
         }
         result = run_pipeline(spec)
         stats = emulator.stats()
+        result["emulator_cpu_s"] = emulator.cpu_seconds()
     finally:
         emulator.stop()
     counts = result["counts"]
@@ -368,6 +378,10 @@ def print_report(results: list[dict], ceiling: dict | None, baseline: dict | Non
         ):
             print(f"{n:>10,} {stage:<14} {seconds:>9.1f} {_rate(count, seconds)}")
         print(f"{n:>10,} {'end to end':<14} {t['total']:>9.1f} {_rate(n, t['total'])}")
+        print(
+            f"{'':>10} CPU seconds: pipeline {r['cpu_s']:,.0f}, emulator {r['emulator_cpu_s']:,.0f} "
+            f"(of {os.cpu_count() * t['total']:,.0f} core-seconds of wall time; the rest is PostgreSQL and idle)"
+        )
         print(
             f"{'':>10} peak RSS {r['peak_rss_mb']:,.0f} MB; every record accounted for: {r['accounted']}; "
             f"register holds {r['register_held']:,}; states "
