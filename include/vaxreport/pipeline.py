@@ -366,12 +366,14 @@ def build_day(rt: Runtime, day: date, dry_run: bool = False) -> dict:
     return {**built, "dry_run": False}
 
 
-def _bundle_ready(ledger: sa.Engine, day: date, persons_up_to: str | None = None) -> dict:
-    """Bundle the unbundled ready rows of this and earlier windows (only persons whose key sorts at
-    or before `persons_up_to`, when given), a hundred bundles per transaction."""
+def _bundle_ready(ledger: sa.Engine, day: date, persons: tuple[str | None, str] | None = None) -> dict:
+    """Bundle the unbundled ready rows of this and earlier windows, a hundred bundles per
+    transaction; with `persons` = (after, up_to), only persons whose key sorts after `after` (when
+    not None) and at or before `up_to`: a bounded range, so each chunk's query reads its own part
+    of the person index and not every person before it."""
     n_bundles = n_entries = 0
     pending: list[list[dict]] = []
-    for bundle in _person_bundles(_sendable_rows(ledger, day, persons_up_to)):
+    for bundle in _person_bundles(_sendable_rows(ledger, day, persons)):
         pending.append(bundle)
         if len(pending) >= BUNDLES_PER_WRITE:
             n_entries += _record_bundles(ledger, day, pending)
@@ -383,7 +385,7 @@ def _bundle_ready(ledger: sa.Engine, day: date, persons_up_to: str | None = None
     return {"bundles": n_bundles, "entries": n_entries}
 
 
-def _ready_pages(ledger: sa.Engine, day: date, persons_up_to: str | None = None) -> Iterator[list[dict]]:
+def _ready_pages(ledger: sa.Engine, day: date, persons: tuple[str | None, str] | None = None) -> Iterator[list[dict]]:
     """The window's unbundled ready rows (narrow), ordered by person, date and record, in pages."""
     rv = s.record_versions
     query = (
@@ -391,15 +393,18 @@ def _ready_pages(ledger: sa.Engine, day: date, persons_up_to: str | None = None)
         .where(rv.c.window_day <= day.isoformat(), rv.c.state == s.READY, rv.c.bundle_id.is_(None))
         .order_by(rv.c.person_key, rv.c.vaccination_date, rv.c.source, rv.c.source_record_id, rv.c.id)
     )
-    if persons_up_to is not None:
-        query = query.where(rv.c.person_key <= persons_up_to)
+    if persons is not None:
+        after, up_to = persons
+        query = query.where(rv.c.person_key <= up_to)
+        if after is not None:
+            query = query.where(rv.c.person_key > after)
     yield from _stream(ledger, query, BUILD_PAGE)
 
 
-def _sendable_rows(ledger: sa.Engine, day: date, persons_up_to: str | None = None) -> Iterator[dict]:
+def _sendable_rows(ledger: sa.Engine, day: date, persons: tuple[str | None, str] | None = None) -> Iterator[dict]:
     """Ready rows to bundle: an update carries the register id it replaces; a void is not bundled
     (it becomes a DELETE, or nothing when the register never had the record)."""
-    for page in _ready_pages(ledger, day, persons_up_to):
+    for page in _ready_pages(ledger, day, persons):
         targets = store.register_targets(ledger, page)
         for row in page:
             row["register_id"] = targets.get(row["id"])
@@ -644,13 +649,15 @@ def stream_day(rt: Runtime, day: date, dose_interval_days: int | None = None) ->
 
     thread = threading.Thread(target=sender, name="stream-sender", daemon=True)
     thread.start()
+    last_person: str | None = None  # chunk k bundles the persons after chunk k-1's last, up to its own
     try:
         for rows in _extracted_chunks(ledger, day):
             started = time.perf_counter()
             totals["validated"] += _validate_chunk(ledger, rows, catalog, day, dose_interval_days)["validated"]
             timings["validate"] += time.perf_counter() - started
             started = time.perf_counter()
-            built = _bundle_ready(ledger, day, persons_up_to=rows[-1]["person_key"])
+            built = _bundle_ready(ledger, day, persons=(last_person, rows[-1]["person_key"]))
+            last_person = rows[-1]["person_key"]
             timings["build"] += time.perf_counter() - started
             totals["bundles"] += built["bundles"]
             totals["entries"] += built["entries"]
