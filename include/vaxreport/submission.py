@@ -43,7 +43,7 @@ from vaxreport.fhir import bundles as fb
 from vaxreport.ledger import schema as s
 from vaxreport.ledger import store
 from vaxreport.meters import BUNDLE_BUILDING
-from vaxreport.registry.client import RegistryClient, RegistryError, RegistryUnavailable, dumps
+from vaxreport.registry.client import RegistryAuthError, RegistryClient, RegistryError, RegistryUnavailable, dumps
 from vaxreport.registry.outcomes import interpret
 
 if TYPE_CHECKING:
@@ -389,6 +389,10 @@ def _send_bundle(ledger: sa.Engine, client: RegistryClient, bundle_row, context_
         answers = client.post_bundle_body(body, len(rows), request_id=request_id)
     except RegistryUnavailable:
         raise
+    except RegistryAuthError as exc:  # tokens revoked under us: failed for the next round, not refused
+        log.warning("bundle %s not processed: %s; it goes round again", bundle_row["bundle_uuid"], exc)
+        _fail_rows(ledger, bundle_row["id"], "AUTH-RETRY")
+        return {**NOTHING, "transient": len(rows)}
     except RegistryError as exc:
         log.error("bundle %s not accepted as a whole: %s", bundle_row["bundle_uuid"], exc)
         _fail_rows(ledger, bundle_row["id"], "BUNDLE-REFUSED")

@@ -7,6 +7,7 @@ import pytest
 
 from vaxreport.registry.client import (
     MAX_TOKEN_REFRESHES,
+    RegistryAuthError,
     RegistryClient,
     RegistryError,
     RegistryProtocolError,
@@ -91,7 +92,7 @@ def test_a_token_revoked_again_at_once_is_refreshed_again_a_bounded_number_of_ti
     assert reg.tokens == 3
     endless = Register(*[httpx.Response(401)] * 10)
     c, _ = client(endless)
-    with pytest.raises(RegistryError):
+    with pytest.raises(RegistryAuthError):  # the caller sends the bundle again later, not as refused
         c.post_bundle(BUNDLE)
     assert endless.tokens == 1 + MAX_TOKEN_REFRESHES
 

@@ -42,6 +42,11 @@ class RegistryUnavailable(RegistryError):
     """Retries exhausted on transient failures: the records stay unsent and a later run resends them."""
 
 
+class RegistryAuthError(RegistryError):
+    """Still 401 after fresh tokens: tokens revoked faster than this call could use one. The
+    bundle was not processed; its records go round again (a transient failure), not rejected."""
+
+
 class RegistryProtocolError(RegistryError):
     """The register answered something this client cannot read; nothing is marked accepted."""
 
@@ -262,6 +267,8 @@ class RegistryClient:
         attempts = max(1, min(3, self.settings.max_attempts))
         for attempt in range(1, attempts + 1):
             resp = self.request("POST", "/fhir", json_body=body, request_id=rid)
+            if resp.status_code == 401:
+                raise RegistryAuthError(f"bundle refused: HTTP 401 {_issue_summary(resp)}")
             if resp.status_code != 200:
                 raise RegistryError(f"bundle refused: HTTP {resp.status_code} {_issue_summary(resp)}")
             try:
