@@ -38,3 +38,18 @@ def immunization(journal: str, ident: str, person: str, day: dt.date, lot: str =
         "performer": [{"actor": {"reference": "#caregiver"}}],
         "location": {"reference": "#careunit"},
     }
+
+
+def ledger_rows(records: list, source: str = "urn:test") -> list[dict[str, Any]]:
+    """Generated journal records (`synthetic.generate.Record`) as the ledger rows the pipeline's
+    bundle builder takes, sent unvalidated."""
+    return [
+        {
+            **r.source_row(),
+            "source": source,
+            "source_record_id": r.record_id,
+            "person_id": r.patient_id,
+            "record_status": "completed",
+        }
+        for r in records
+    ]

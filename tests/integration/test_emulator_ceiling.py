@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+from tests.register_entries import ledger_rows
 
 from nvr_emulator.ceiling import CeilingError, main, measure_ceiling, synthetic_bundles
 from nvr_emulator.config import EmulatorConfig
@@ -33,16 +34,7 @@ TODAY = dt.date(2026, 11, 22)
 def pipeline_bundles(count: int) -> list[bytes]:
     """``count`` bundles of 100 valid vaccinations, built by the pipeline's own bundle builder."""
     records = generate_day(DAY, records=count * 100, seed=4, defect_rate=0.0, out_of_scope_rate=0.0)
-    rows = [
-        {
-            **r.source_row(),
-            "source": "urn:test",
-            "source_record_id": r.record_id,
-            "person_id": r.patient_id,
-            "record_status": "completed",
-        }
-        for r in records
-    ]
+    rows = ledger_rows(records)
     return [
         json.dumps(fb.batch_bundle([fb.immunization_entry(row) for row in chunk])).encode()
         for chunk in fb.chunked(fb.send_order(rows))

@@ -9,6 +9,7 @@ generator's truth, the package's rules and the emulator's rules).
 from datetime import date
 
 import pytest
+from tests.register_entries import ledger_rows
 
 from vaxreport.fhir import bundles as fb
 from vaxreport.pipeline import Runtime
@@ -21,16 +22,7 @@ DAY = date(2026, 11, 18)
 
 def test_unvalidated_defects_get_the_same_codes_from_the_register(embedded, emulator):
     records = generate_day(DAY, records=1500, seed=9, defect_rate=0.3, out_of_scope_rate=0.0)
-    rows = [
-        {
-            **r.source_row(),
-            "source": "urn:test",
-            "source_record_id": r.record_id,
-            "person_id": r.patient_id,
-            "record_status": "completed",
-        }
-        for r in records
-    ]
+    rows = ledger_rows(records)
     truth = {r.record_id: (r.expected_state, r.expected_code) for r in records}
     seen: dict[str, tuple[str, str | None]] = {}
     with Runtime().registry() as client:
