@@ -81,3 +81,14 @@ def test_copy_fast_path_writes_what_the_escaping_writes(values):
     columns = tuple(f"c{i}" for i in range(len(values)))
     row = dict(zip(columns, values, strict=True))
     assert store._copy_line(row, columns) == "\t".join(store._copy_text(v) for v in values)
+
+
+def test_an_older_ledger_gets_the_indexes_added_since(tmp_path):
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'old.sqlite'}")
+    s.ensure_schema(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP INDEX ix_record_versions_bundle")
+    s.ensure_schema(engine)
+    s.ensure_schema(engine)  # and again: nothing to do, no error
+    names = {i["name"] for i in sa.inspect(engine).get_indexes("record_versions")}
+    assert "ix_record_versions_bundle" in names

@@ -123,8 +123,12 @@ def ensure_schema(engine: sa.Engine) -> None:
     """Create what is missing, indexes added since a ledger was made included (create_all alone
     adds indexes only with their table)."""
     metadata.create_all(engine)
+    inspector = sa.inspect(engine)
     for table in metadata.sorted_tables:
-        for index in table.indexes:
+        present = {i["name"] for i in inspector.get_indexes(table.name)}
+        # only a missing index is created: CREATE INDEX locks out the table's writers even when
+        # IF NOT EXISTS finds it there, and every task of every run passes through here
+        for index in (i for i in table.indexes if i.name not in present):
             try:
                 with engine.begin() as conn:
                     conn.execute(CreateIndex(index, if_not_exists=True))
