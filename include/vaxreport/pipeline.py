@@ -226,7 +226,15 @@ def validate_day(rt: Runtime, day: date, dose_interval_days: int | None = None) 
     return {**totals, "unexpected_by_code": dict(unexpected)}
 
 
-VALIDATE_CHUNK = 100_000  # rows; GX's cost per call is paid per chunk, memory grows with it
+VALIDATE_CHUNK = 50_000  # rows; GX's cost per call is paid per chunk, memory grows with it
+# what the rules read: the record's content but the names, and no hashes, stamps or reasons
+VALIDATE_COLUMNS = (
+    "id",
+    "source",
+    "source_record_id",
+    "person_key",
+    *(f for f in store.CONTENT_FIELDS if f not in ("caregiver_name", "care_unit_name")),
+)
 
 
 def _stream(ledger: sa.Engine, query: sa.Select, page: int) -> Iterator[list[dict]]:
@@ -250,7 +258,7 @@ def _extracted_chunks(ledger: sa.Engine, day: date) -> Iterator[list[dict]]:
     the dose-interval rule compares a person's doses, so a chunk holds all of them."""
     rv = s.record_versions
     query = (
-        sa.select(rv)
+        sa.select(*(rv.c[c] for c in VALIDATE_COLUMNS))
         .where(rv.c.window_day <= day.isoformat(), rv.c.state == s.EXTRACTED)
         .order_by(rv.c.person_key, rv.c.id)
     )
@@ -266,6 +274,26 @@ def _extracted_chunks(ledger: sa.Engine, day: date) -> Iterator[list[dict]]:
 
 
 def _validate_chunk(ledger: sa.Engine, rows: list[dict], catalog, day: date, dose_interval_days: int | None) -> dict:
+    outcomes, summary = _chunk_outcomes(ledger, rows, catalog, day, dose_interval_days)
+    store.set_outcomes(ledger, outcomes, from_states=[s.EXTRACTED])
+    return _validation_counts(rows, outcomes, summary)
+
+
+def _validation_counts(rows: list[dict], outcomes: list[dict], summary: dict) -> dict:
+    return {
+        "validated": len(rows),
+        "excluded": sum(o["state"] == s.EXCLUDED for o in outcomes),
+        "rejected_local": sum(o["state"] == s.REJECTED_LOCAL for o in outcomes),
+        "ready": sum(o["state"] == s.READY for o in outcomes),
+        "unexpected_by_code": summary.get("unexpected_by_code", {}),
+    }
+
+
+def _chunk_outcomes(
+    ledger: sa.Engine, rows: list[dict], catalog, day: date, dose_interval_days: int | None
+) -> tuple[list[dict], dict]:
+    """Each row's validation outcome (excluded, rejected_local with code and reason, or ready with
+    its resolved NPL-id), not yet written, and GX's summary."""
     import pandas as pd
 
     from vaxreport.validation import suite
@@ -323,14 +351,7 @@ def _validate_chunk(ledger: sa.Engine, rows: list[dict], catalog, day: date, dos
                 )
             else:
                 outcomes.append({"id": int(row_id), "state": s.READY, "npl_id": npl})
-    store.set_outcomes(ledger, outcomes, from_states=[s.EXTRACTED])
-    return {
-        "validated": len(rows),
-        "excluded": sum(o["state"] == s.EXCLUDED for o in outcomes),
-        "rejected_local": sum(o["state"] == s.REJECTED_LOCAL for o in outcomes),
-        "ready": sum(o["state"] == s.READY for o in outcomes),
-        "unexpected_by_code": summary.get("unexpected_by_code", {}),
-    }
+    return outcomes, summary
 
 
 BUILD_PAGE = 10_000
@@ -446,25 +467,93 @@ def _record_bundles(ledger: sa.Engine, day: date, bundles: list[list[dict]]) -> 
     """Insert the bundles and hand each its rows, in one transaction; returns the entries placed."""
     stamp = store.now_text()
     with store.WRITES.measure(sum(len(b) for b in bundles)), ledger.begin() as conn:
-        ids = (
-            conn.execute(
-                sa.insert(s.bundles).returning(s.bundles.c.id, sort_by_parameter_order=True),
-                [
-                    {
-                        "window_day": day.isoformat(),
-                        "bundle_uuid": str(uuid.uuid4()),
-                        "entries": len(b),
-                        "state": "built",
-                        "created_at": stamp,
-                    }
-                    for b in bundles
-                ],
-            )
-            .scalars()
-            .all()
-        )
+        ids = _insert_bundles(conn, day, bundles, stamp)
         assignments = [{"id": r["id"], "bundle_id": bid} for bid, b in zip(ids, bundles, strict=True) for r in b]
         return store.update_rows(conn, assignments, [s.READY], stamp, unbundled_only=True)
+
+
+def _insert_bundles(conn: sa.Connection, day: date, bundles: list[list[dict]], stamp: str) -> list[int]:
+    """New `built` bundles for these groups of rows; their ids, in the same order."""
+    if not bundles:
+        return []
+    result = conn.execute(
+        sa.insert(s.bundles).returning(s.bundles.c.id, sort_by_parameter_order=True),
+        [
+            {
+                "window_day": day.isoformat(),
+                "bundle_uuid": str(uuid.uuid4()),
+                "entries": len(b),
+                "state": "built",
+                "created_at": stamp,
+            }
+            for b in bundles
+        ],
+    )
+    return list(result.scalars().all())
+
+
+def _validate_and_bundle(
+    ledger: sa.Engine,
+    rows: list[dict],
+    catalog,
+    day: date,
+    dose_interval_days: int | None,
+    persons: tuple[str | None, str],
+) -> dict:
+    """`stream_day`'s step for one chunk: validate it and bundle its ready rows, and write each
+    row's outcome, bundle and register target as one update, in one transaction with its bundles.
+
+    Done as two steps (validate, then build) every record would be rewritten twice before it is
+    sent, and on PostgreSQL a rewrite of a row is a new row version with an entry in every index:
+    most of what a big day costs the ledger. Ready rows an earlier run left unbundled for the
+    chunk's `persons` (after, up_to) are bundled with them, so a person's records still share a
+    bundle. Returns counts and the seconds spent validating and building.
+    """
+    started = time.perf_counter()
+    outcomes, summary = _chunk_outcomes(ledger, rows, catalog, day, dose_interval_days)
+    validated = time.perf_counter()
+    by_id = {o["id"]: o for o in outcomes}
+    ready = [{**r, "leftover": False} for r in rows if by_id[r["id"]]["state"] == s.READY]
+    leftover = [{**r, "leftover": True} for page in _ready_pages(ledger, day, persons) for r in page]
+    candidates = sorted([*ready, *leftover], key=_person_order_with_id)
+    targets = store.register_targets(ledger, candidates)
+    text = reason("VOIDED")
+    sendable = []
+    for row in candidates:
+        row["register_id"] = targets.get(row["id"])
+        if row["record_status"] != "entered-in-error":
+            sendable.append(row)
+        elif not row["register_id"]:  # a void of a record the register never had: nothing to do
+            row["void"] = {"state": s.EXCLUDED, "code": "VOIDED", "reason_sv": text.sv, "reason_en": text.en}
+    bundles = list(_person_bundles(iter(sendable)))
+    stamp = store.now_text()
+    with store.WRITES.measure(len(rows) + len(leftover)), ledger.begin() as conn:
+        bundle_of = {
+            r["id"]: bid for bid, b in zip(_insert_bundles(conn, day, bundles, stamp), bundles, strict=True) for r in b
+        }
+        placed = {}
+        for row in candidates:
+            placed[row["id"]] = {
+                "id": row["id"],
+                **(by_id[row["id"]] if not row["leftover"] else {"state": s.READY}),
+                "register_id": row["register_id"],
+                "bundle_id": bundle_of.get(row["id"]),
+                **row.get("void", {}),
+            }
+        fresh = [placed.get(o["id"], o) for o in outcomes]
+        store.update_rows(conn, fresh, [s.EXTRACTED], stamp)
+        store.update_rows(conn, [placed[r["id"]] for r in leftover], [s.READY], stamp, unbundled_only=True)
+    return {
+        **_validation_counts(rows, outcomes, summary),
+        "bundles": len(bundles),
+        "entries": len(bundle_of),
+        "seconds": {"validate": validated - started, "build": time.perf_counter() - validated},
+    }
+
+
+def _person_order_with_id(row: dict) -> tuple:
+    """The order `_ready_pages` reads in: by person, then date, record and version."""
+    return (*_person_order(row), row["id"])
 
 
 def _write_dry_run(rt: Runtime, day: date) -> dict:
@@ -652,15 +741,15 @@ def stream_day(rt: Runtime, day: date, dose_interval_days: int | None = None) ->
     last_person: str | None = None  # chunk k bundles the persons after chunk k-1's last, up to its own
     try:
         for rows in _extracted_chunks(ledger, day):
-            started = time.perf_counter()
-            totals["validated"] += _validate_chunk(ledger, rows, catalog, day, dose_interval_days)["validated"]
-            timings["validate"] += time.perf_counter() - started
-            started = time.perf_counter()
-            built = _bundle_ready(ledger, day, persons=(last_person, rows[-1]["person_key"]))
+            done = _validate_and_bundle(
+                ledger, rows, catalog, day, dose_interval_days, persons=(last_person, rows[-1]["person_key"])
+            )
             last_person = rows[-1]["person_key"]
-            timings["build"] += time.perf_counter() - started
-            totals["bundles"] += built["bundles"]
-            totals["entries"] += built["entries"]
+            for part in ("validate", "build"):
+                timings[part] += done["seconds"][part]
+            for key in ("validated", "bundles", "entries"):
+                totals[key] += done[key]
+            del rows  # before the next chunk is read: two chunks alive at once double the peak memory
         started = time.perf_counter()
         built = _bundle_ready(ledger, day)  # ready rows of earlier windows past the last chunk's persons
         timings["build"] += time.perf_counter() - started

@@ -13,9 +13,10 @@ Claims. A bundle is taken in two steps, both recorded in `bundles` before anythi
    `FOR UPDATE SKIP LOCKED`, so two workers never take the same bundle and never wait for each
    other; on SQLite the transaction is `BEGIN IMMEDIATE` (writers take turns) and the `UPDATE`
    repeats the pending condition, the portable guarded claim.
-2. per bundle, the checkpoint (`_claim_bundle` with `submit_rows`): one guarded `UPDATE` that
-   matches only while the bundle is still this owner's, stores its X-Request-ID and marks its
-   rows `submitted`. From that commit on a crash means "maybe sent", and the resend is a replay.
+2. per bundle, the checkpoint (`_checkpoint`): one guarded `UPDATE` that matches only while
+   the bundle is still this owner's and stores its X-Request-ID, and in the same transaction the
+   rows marked `submitted` (and read back). From that commit on a crash means "maybe sent", and
+   the resend is a replay.
 
 Owners. Each worker writes an owner of its own, `<X-Context-ID>/<share>/<nonce>` (or
 `<X-Context-ID>/run/<nonce>` for the whole-run worker); the nonce is new for every try. A worker
@@ -272,39 +273,39 @@ def _claim_chunk(ledger: sa.Engine, day: date, claimant: Claimant, limit: int) -
         return sorted((dict(r) for r in claimed.mappings()), key=lambda r: r["id"])
 
 
-def _claim_bundle(
-    ledger: sa.Engine, bundle_row, context_id: str, request_id: str | None = None, submit_rows: bool = False
-) -> bool:
-    """Take a bundle for `context_id` (an owner) with one guarded UPDATE (portable row claim): it
-    matches only if the bundle is as `bundle_row` saw it (state, claim time, owner), so if two
-    workers reach for the same bundle, exactly one update matches. With `submit_rows` the same
-    transaction stores the X-Request-ID and marks the rows submitted: the checkpoint before the
-    request goes out."""
+def _checkpoint(ledger: sa.Engine, bundle_row, context_id: str, request_id: str) -> list[dict] | None:
+    """Take a claimed bundle for `context_id` (an owner), store its X-Request-ID and mark its rows
+    submitted, in one transaction: the checkpoint before the request goes out. Returns the
+    bundle's rows to send, or None when another worker has it.
+
+    The bundle's UPDATE is guarded (a portable row claim): it matches only if the bundle is as
+    `bundle_row` saw it (state, claim time, owner), so if two workers reach for the same bundle,
+    exactly one matches. The rows' UPDATE returns them, rows a crashed try left submitted
+    included, so the checkpoint and the read are one round trip: the sender's ledger work per
+    bundle is most of what it does besides waiting for the register.
+    """
     bt, rv = s.bundles, s.record_versions
-    values = {"state": "sending", "claimed_at": store.now_text(), "context_id": context_id}
-    if request_id:
-        values["request_id"] = request_id
+    stamp = store.now_text()
     with ledger.begin() as conn:
-        claimed = (
-            conn.execute(
-                sa.update(bt)
-                .where(
-                    bt.c.id == bundle_row["id"],
-                    bt.c.state == bundle_row["state"],
-                    sa.or_(bt.c.claimed_at.is_(None), bt.c.claimed_at == bundle_row["claimed_at"]),
-                    bt.c.context_id.is_not_distinct_from(bundle_row["context_id"]),
-                )
-                .values(**values)
-            ).rowcount
-            == 1
-        )
-        if claimed and submit_rows:
-            conn.execute(
-                sa.update(rv)
-                .where(rv.c.bundle_id == bundle_row["id"], rv.c.state == s.READY)
-                .values(state=s.SUBMITTED, updated_at=store.now_text())
+        claimed = conn.execute(
+            sa.update(bt)
+            .where(
+                bt.c.id == bundle_row["id"],
+                bt.c.state == bundle_row["state"],
+                sa.or_(bt.c.claimed_at.is_(None), bt.c.claimed_at == bundle_row["claimed_at"]),
+                bt.c.context_id.is_not_distinct_from(bundle_row["context_id"]),
             )
-        return claimed
+            .values(state="sending", claimed_at=stamp, context_id=context_id, request_id=request_id)
+        ).rowcount
+        if claimed != 1:
+            return None
+        rows = conn.execute(
+            sa.update(rv)
+            .where(rv.c.bundle_id == bundle_row["id"], rv.c.state.in_([s.READY, s.SUBMITTED]))
+            .values(state=s.SUBMITTED, updated_at=stamp)
+            .returning(*rv.c)
+        )
+        return [dict(r) for r in rows.mappings()]
 
 
 # -- sending ----------------------------------------------------------------------------------------
@@ -376,9 +377,10 @@ def _send_bundle(ledger: sa.Engine, client: RegistryClient, bundle_row, context_
     RegistryUnavailable for the caller."""
     request_id = bundle_row["request_id"] or str(uuid.uuid4())
     # checkpoint: from this commit on a crash means "maybe sent"
-    if not _claim_bundle(ledger, bundle_row, context_id, request_id=request_id, submit_rows=True):
+    claimed = _checkpoint(ledger, bundle_row, context_id, request_id)
+    if claimed is None:
         return NOTHING  # another worker has it (its claim outlived the lease and was taken over)
-    rows = fb.send_order(store.rows_of_bundle(ledger, bundle_row["id"], [s.SUBMITTED]))
+    rows = fb.send_order(claimed)
     if not rows:
         _finish_bundle(ledger, bundle_row["id"], "answered")
         return NOTHING

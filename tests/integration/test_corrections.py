@@ -1,9 +1,11 @@
 """A record changed or voided in the journal after the register accepted it."""
 
+import json
 from datetime import date
 
 import pytest
 import sqlalchemy as sa
+from tests.servers import postgres_database
 
 from vaxreport.pipeline import Runtime, run_day
 from vaxreport.sources import embedded as source
@@ -24,8 +26,20 @@ def _touch(rt: Runtime, record_id: str, on: date, **values) -> None:
         )
 
 
-def test_a_correction_updates_and_a_void_deletes_at_the_register(embedded, emulator):
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger(request, embedded, monkeypatch):
+    """Both ledgers: on PostgreSQL a day's chunks are validated and bundled in one write."""
+    if request.param == "sqlite":
+        yield request.param
+        return
+    with postgres_database() as conn:
+        monkeypatch.setenv("AIRFLOW_CONN_VAXREPORT_DB", json.dumps(conn))
+        yield request.param
+
+
+def test_a_correction_updates_and_a_void_deletes_at_the_register(ledger, emulator):
     rt = Runtime()
+    assert rt.ledger().dialect.name == ledger
     records = generate_day(DAY, records=200, seed=6, defect_rate=0.0, out_of_scope_rate=0.0)
     source.write_day(rt.engine("vaxreport_source_embedded"), records, DAY)
     first = run_day(rt, DAY)

@@ -111,12 +111,48 @@ def test_small_chunks_and_pages_give_the_same_states(pg_ledger, emulator, monkey
             .where(rv.c.bundle_id.is_not(None))
             .group_by(rv.c.bundle_id)
         ).all()
-        split = conn.execute(
+    assert max(sizes) <= 100
+    assert sum(n for _, _, n in per_bundle) == summary["sent"]
+    assert persons_split_over_bundles(rt) == []  # a person's records travel in one bundle
+
+
+def persons_split_over_bundles(rt: Runtime) -> list:
+    rv = s.record_versions
+    with rt.ledger().connect() as conn:
+        return conn.execute(
             sa.select(rv.c.person_key)
             .where(rv.c.bundle_id.is_not(None))
             .group_by(rv.c.person_key)
             .having(sa.func.count(sa.distinct(rv.c.bundle_id)) > 1)
         ).all()
-    assert max(sizes) <= 100
-    assert sum(n for _, _, n in per_bundle) == summary["sent"]
-    assert split == []  # a person's records travel in one bundle
+
+
+def test_ready_rows_a_dead_run_left_unbundled_join_their_persons_new_rows(pg_ledger, emulator, monkeypatch):
+    """On PostgreSQL a chunk is validated and bundled in one write (`stream_day`); ready rows an
+    earlier run validated but never bundled are bundled with the same person's new rows."""
+    from vaxreport import pipeline
+
+    monkeypatch.setattr(pipeline, "VALIDATE_CHUNK", 97)
+    rt = Runtime()
+    truth = seed(rt, 800, seed_=7)
+    pipeline.extract_day(rt, DAY)
+    pipeline.validate_day(rt, DAY)  # a run validated the day and died before bundling ...
+    rv = s.record_versions
+    with rt.ledger().begin() as conn:
+        ready = conn.execute(
+            sa.select(rv.c.id, rv.c.person_key).where(rv.c.state == "ready").order_by(rv.c.person_key, rv.c.id)
+        ).all()
+        first_of: dict[str, int] = {}
+        for row_id, person in ready:
+            first_of.setdefault(person, row_id)
+        later = [row_id for row_id, person in ready if first_of[person] != row_id]
+        # ... and of a person's several records, only the first had been validated
+        conn.execute(sa.update(rv).where(rv.c.id.in_(later)).values(state="extracted"))
+    assert later  # persons with both a left-over ready row and a row still to validate exist
+
+    summary = run_day(rt, DAY)
+    states = ledger_states(rt)
+    assert {rid: (states[rid], truth[rid]) for rid in truth if states[rid] != truth[rid]} == {}
+    assert summary["pending"] == 0
+    assert persons_split_over_bundles(rt) == []
+    assert emulator.stats()["immunizations"] == summary["accepted"]

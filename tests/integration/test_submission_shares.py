@@ -141,9 +141,9 @@ def test_a_dead_shares_claims_go_to_its_retry_or_to_finish_never_to_a_live_share
     dead = Claimant.for_share(CONTEXT, 1)
     taken = submission._claim_chunk(ledger, DAY, dead, 2)  # share 1 claims two bundles ...
     # ... and checkpoints the first (X-Request-ID stored, rows submitted) before it is killed
-    assert submission._claim_bundle(
-        ledger, taken[0], dead.owner, request_id="5f0c1d2e-0000-4000-8000-0000000000a1", submit_rows=True
-    )
+    checkpointed = submission._checkpoint(ledger, taken[0], dead.owner, "5f0c1d2e-0000-4000-8000-0000000000a1")
+    assert checkpointed
+    assert {r["state"] for r in checkpointed} == {"submitted"}
     held = {r["id"] for r in taken}
 
     other = submission._claim_chunk(ledger, DAY, Claimant.for_share(CONTEXT, 2), bundles)

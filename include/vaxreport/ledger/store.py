@@ -104,6 +104,9 @@ def _known_versions(conn: sa.Connection, rows: list[dict]) -> dict[tuple[str, st
     return known
 
 
+ANALYZE_AFTER = 10_000  # new versions; a smaller day changes the ledger's statistics little
+
+
 def record_extracted(
     engine: sa.Engine, records: Iterable[dict], window_day: str, chunk_size: int = 5000
 ) -> dict[str, int]:
@@ -133,6 +136,11 @@ def record_extracted(
             new += _revive_reverted(conn, reverted, window_day)
             _supersede_older(conn, changed)
         seen += len(rows)
+    if engine.dialect.name == "postgresql" and new >= ANALYZE_AFTER:
+        # the planner's picture of the ledger lags a big day by minutes (autovacuum's pace), and
+        # a picture without today's rows plans the day's lookups by person as reads of everything
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE record_versions")
     return {"extracted": seen, "new_versions": new}
 
 
@@ -276,22 +284,37 @@ def register_targets(engine: sa.Engine, rows: list[dict]) -> dict[int, str]:
     wanted = {(r["source"], r["source_record_id"]) for r in rows}
     found: dict[tuple[str, str], tuple[int, str]] = {}
     with engine.connect() as conn:
-        for chunk in _chunks(sorted(wanted), 500):
-            records = [r for _, r in chunk]
+        for source, chunk in _by_source(wanted):
+            # by key alone, the state tested here and not in SQL: with `state = 'accepted'` in the
+            # query, a planner that thinks few rows accepted (statistics lag a big day) reads every
+            # accepted row through the state index instead of the few versions of these records
             result = conn.execute(
-                sa.select(rv.c.id, rv.c.source, rv.c.source_record_id, rv.c.register_id).where(
-                    rv.c.source_record_id.in_(records), rv.c.state == s.ACCEPTED, rv.c.register_id.is_not(None)
+                sa.select(rv.c.id, rv.c.source_record_id, rv.c.register_id, rv.c.state).where(
+                    rv.c.source == source, rv.c.source_record_id.in_(chunk)
                 )
             )
             for r in result:
-                key = (r.source, r.source_record_id)
-                if key in wanted and (key not in found or r.id > found[key][0]):
+                key = (source, r.source_record_id)
+                if r.state != s.ACCEPTED or r.register_id is None:
+                    continue
+                if key not in found or r.id > found[key][0]:
                     found[key] = (r.id, r.register_id)
     return {
         row["id"]: found[key][1]
         for row in rows
         if (key := (row["source"], row["source_record_id"])) in found and found[key][0] != row["id"]
     }
+
+
+def _by_source(keys: Iterable[tuple[str, str]], size: int = 500) -> Iterator[tuple[str, list[str]]]:
+    """(source, record ids) in chunks of `size`: the shape the unique index (source, record id,
+    version) answers with one range per source."""
+    per_source: dict[str, list[str]] = {}
+    for source, record_id in sorted(keys):
+        per_source.setdefault(source, []).append(record_id)
+    for source, ids in per_source.items():
+        for chunk in _chunks(ids, size):
+            yield source, chunk
 
 
 def supersede_replaced(engine: sa.Engine, row_ids: Iterable[int]) -> int:
@@ -302,19 +325,29 @@ def supersede_replaced(engine: sa.Engine, row_ids: Iterable[int]) -> int:
 
 
 def supersede_replaced_in(conn: sa.Connection, row_ids: list[int]) -> int:
-    """`supersede_replaced` inside the caller's transaction: one statement per 500 rows."""
+    """`supersede_replaced` inside the caller's transaction.
+
+    Looked up by key through the unique index, states compared here: a query with
+    `state = 'accepted'` in it may be planned as a read of every accepted row (see
+    `register_targets`), and the sender runs this once per bundle. Usually nothing is found (a new
+    record has no other version) and nothing is written.
+    """
     rv = s.record_versions
-    other = rv.alias("accepted_version")
+    ids = set(row_ids)
+    keys: set[tuple[str, str]] = set()
+    for chunk in _chunks(sorted(ids), 500):
+        keys.update(conn.execute(sa.select(rv.c.source, rv.c.source_record_id).where(rv.c.id.in_(chunk))).tuples())
+    replaced = []
+    for source, chunk in _by_source(keys):
+        versions = conn.execute(
+            sa.select(rv.c.id, rv.c.state).where(rv.c.source == source, rv.c.source_record_id.in_(chunk))
+        )
+        replaced.extend(v.id for v in versions if v.state == s.ACCEPTED and v.id not in ids)
     changed = 0
-    for chunk in _chunks(sorted(row_ids), 500):
-        records = sa.select(rv.c.source, rv.c.source_record_id).where(rv.c.id.in_(chunk))
+    for chunk in _chunks(sorted(replaced), 500):
         changed += conn.execute(
-            sa.update(other)
-            .where(
-                other.c.state == s.ACCEPTED,
-                other.c.id.not_in(chunk),
-                sa.tuple_(other.c.source, other.c.source_record_id).in_(records),
-            )
+            sa.update(rv)
+            .where(rv.c.id.in_(chunk), rv.c.state == s.ACCEPTED)
             .values(state=s.SUPERSEDED, updated_at=now_text())
         ).rowcount
     return changed
@@ -345,13 +378,6 @@ def rows_by_id(engine: sa.Engine, ids: Iterable[int]) -> list[dict]:
         for chunk in _chunks(sorted(ids), 500):
             out.extend(dict(r) for r in conn.execute(sa.select(rv).where(rv.c.id.in_(chunk))).mappings())
     return out
-
-
-def rows_of_bundle(engine: sa.Engine, bundle_id: int, states: Iterable[str]) -> list[dict]:
-    rv = s.record_versions
-    with engine.connect() as conn:
-        result = conn.execute(sa.select(rv).where(rv.c.bundle_id == bundle_id, rv.c.state.in_(list(states))))
-        return [dict(r) for r in result.mappings()]
 
 
 OUTCOME_COLUMNS = ("state", "code", "reason_sv", "reason_en", "register_id", "npl_id", "bundle_id")
@@ -461,17 +487,20 @@ def person_history(engine: sa.Engine, person_keys: list[str], npl_ids: list[str]
     if not person_keys or not npl_ids:
         return []
     rv = s.record_versions
-    live = [s.READY, s.SUBMITTED, s.ACCEPTED, s.FAILED]
+    live = {s.READY, s.SUBMITTED, s.ACCEPTED, s.FAILED}
+    products = set(npl_ids)
+    columns = (rv.c.person_key, rv.c.vaccination_date, rv.c.source, rv.c.source_record_id)
     out: list[dict] = []
     with engine.connect() as conn:
         for chunk in _chunks(sorted(set(person_keys)), 500):
+            # by person alone, the rest tested here: with the state in the query a planner
+            # misled by lagging statistics reads every row in those states (see `register_targets`)
             result = conn.execute(
-                sa.select(rv.c.person_key, rv.c.vaccination_date, rv.c.source, rv.c.source_record_id).where(
-                    rv.c.person_key.in_(chunk),
-                    rv.c.record_status == "completed",
-                    rv.c.npl_id.in_(npl_ids),
-                    rv.c.state.in_(live),
-                )
+                sa.select(*columns, rv.c.record_status, rv.c.npl_id, rv.c.state).where(rv.c.person_key.in_(chunk))
             )
-            out.extend(dict(r) for r in result.mappings())
+            out.extend(
+                {c.name: r._mapping[c.name] for c in columns}
+                for r in result
+                if r.record_status == "completed" and r.npl_id in products and r.state in live
+            )
     return out
