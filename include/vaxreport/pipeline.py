@@ -426,13 +426,19 @@ def _sendable_rows(ledger: sa.Engine, day: date, persons: tuple[str | None, str]
     """Ready rows to bundle: an update carries the register id it replaces; a void is not bundled
     (it becomes a DELETE, or nothing when the register never had the record)."""
     for page in _ready_pages(ledger, day, persons):
-        targets = store.register_targets(ledger, page)
-        for row in page:
-            row["register_id"] = targets.get(row["id"])
-        voids = [r for r in page if r["record_status"] == "entered-in-error"]
-        rows = [r for r in page if r["record_status"] != "entered-in-error"]
+        rows, voids = _split_voids(ledger, page)
         _plan_voids_and_updates(ledger, voids, [r for r in rows if r["register_id"]])
         yield from rows
+
+
+def _split_voids(ledger: sa.Engine, rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Rows with the register id each replaces set (`register_id`), split into what goes into
+    bundles and the voids (a void becomes a DELETE, or nothing when the register never had it)."""
+    targets = store.register_targets(ledger, rows)
+    for row in rows:
+        row["register_id"] = targets.get(row["id"])
+    voids = [r for r in rows if r["record_status"] == "entered-in-error"]
+    return [r for r in rows if r["record_status"] != "entered-in-error"], voids
 
 
 def _person_bundles(rows: Iterator[dict], size: int = fb.MAX_ENTRIES) -> Iterator[list[dict]]:
@@ -516,14 +522,10 @@ def _validate_and_bundle(
     ready = [{**r, "leftover": False} for r in rows if by_id[r["id"]]["state"] == s.READY]
     leftover = [{**r, "leftover": True} for page in _ready_pages(ledger, day, persons) for r in page]
     candidates = sorted([*ready, *leftover], key=_person_order_with_id)
-    targets = store.register_targets(ledger, candidates)
+    sendable, voids = _split_voids(ledger, candidates)
     text = reason("VOIDED")
-    sendable = []
-    for row in candidates:
-        row["register_id"] = targets.get(row["id"])
-        if row["record_status"] != "entered-in-error":
-            sendable.append(row)
-        elif not row["register_id"]:  # a void of a record the register never had: nothing to do
+    for row in voids:
+        if not row["register_id"]:  # a void of a record the register never had: nothing to do
             row["void"] = {"state": s.EXCLUDED, "code": "VOIDED", "reason_sv": text.sv, "reason_en": text.en}
     bundles = list(_person_bundles(iter(sendable)))
     stamp = store.now_text()
@@ -559,11 +561,7 @@ def _person_order_with_id(row: dict) -> tuple:
 def _write_dry_run(rt: Runtime, day: date) -> dict:
     ledger = rt.ledger()
     rows = [r for r in store.rows_in_state(ledger, day.isoformat(), [s.READY], up_to=True) if r["bundle_id"] is None]
-    targets = store.register_targets(ledger, rows)
-    for row in rows:
-        row["register_id"] = targets.get(row["id"])
-    voids = [r for r in rows if r["record_status"] == "entered-in-error"]
-    rows = [r for r in rows if r["record_status"] != "entered-in-error"]
+    rows, voids = _split_voids(ledger, rows)
     ordered = [r for bundle in _person_bundles(iter(sorted(rows, key=_person_order))) for r in bundle]
     out_dir = bundles_dir() / day.isoformat()
     out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
