@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DAY ?=
 RECORDS ?= 2000
 
-.PHONY: run test lint venv emulator bench clean
+.PHONY: run test lint venv emulator bench airflow clean
 
 $(BIN)/.installed: requirements.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ test: venv
 ## bench: throughput and memory on the machine's PostgreSQL (prints a table; N=100,000 and 1,000,000)
 bench: venv
 	source scripts/env.sh && $(BIN)/python -m vaxreport bench $(BENCH_ARGS)
+
+## airflow: api-server, scheduler, dag-processor and triggerer with the emulator; prints the UI address and login
+airflow: venv
+	source scripts/env.sh && mkdir -p var && $(BIN)/python -m vaxreport airflow $(AIRFLOW_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -27,6 +28,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if not LAYERS & {m.name for m in item.iter_markers()}:
             raise pytest.UsageError(f"{item.nodeid} carries none of the markers {sorted(LAYERS)}")
+
+
+def chromium_binary() -> str:
+    """Debian's chromium, which the browser tests drive (Playwright's own download is blocked)."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    if os.environ.get("VAXREPORT_REQUIRE_SERVERS") == "1":
+        pytest.fail("Debian's chromium is not installed (.ci/run installs it)")
+    pytest.skip("Debian's chromium is not installed: apt-get install chromium")
 
 
 def free_port() -> int:

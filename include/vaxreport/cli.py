@@ -152,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # listed for --help; main() hands everything after "bench" to the benchmark's own parser
     sub.add_parser("bench", help="throughput and memory on PostgreSQL (see `bench --help`)", add_help=False)
+    sub.add_parser("airflow", help="a full local Airflow with the emulator (see `airflow --help`)", add_help=False)
     return parser
 
 
@@ -164,6 +165,11 @@ def main(argv: list[str] | None = None) -> int:
 
         logging.getLogger().setLevel(logging.WARNING)  # the benchmark prints its own table
         return bench_main(argv[1:])
+    if argv[:1] == ["airflow"]:
+        from vaxreport.local_airflow import main as airflow_main
+
+        load_env_file()  # the embedded default's connections, for the task processes
+        return airflow_main(argv[1:])
     args = build_parser().parse_args(argv)
     load_env_file()
     if args.verbose:

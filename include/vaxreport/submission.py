@@ -106,7 +106,9 @@ def plan_shares(rt: Runtime, day: date, built: dict) -> list[dict]:
     pending bundle; the DAG maps `submit_share` over the list (Airflow maps over a task's whole
     return value, not a key of it, hence a list and not a count beside the build's counts)."""
     pending = 0 if built.get("dry_run") else pending_count(rt, day)
-    shares = min(max(1, math.ceil(pending / BUNDLES_PER_SHARE)), MAX_SHARES)
+    # smaller shares spread a day over more workers (VAXREPORT_BUNDLES_PER_SHARE; default 200)
+    size = max(1, int(os.environ.get("VAXREPORT_BUNDLES_PER_SHARE") or BUNDLES_PER_SHARE))
+    shares = min(max(1, math.ceil(pending / size)), MAX_SHARES)
     per_share = max(1, math.ceil(pending / shares))
     log.info(
         "built %d bundles (%d entries); %d bundles pending: %d shares of at most %d",

@@ -34,6 +34,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -46,19 +47,20 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.conftest import ARTIFACTS, ROOT, free_port
+from tests.conftest import ARTIFACTS, free_port
+from vaxreport.local_airflow import NOTES_USER, airflow_environment, component_commands
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 REQUIRE_SERVERS = "VAXREPORT_REQUIRE_SERVERS"
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
 FAILING_TI_STATES = ("failed", "up_for_retry", "upstream_failed")
 # stopped in this order: nothing new is started once the scheduler is gone
 COMPONENTS = ("api-server", "scheduler", "dag-processor")
-NOTES_USER = "vaxreport_notes"
 STOP_ORDER = ("scheduler", "dag-processor", "api-server")
 
 
@@ -90,50 +92,42 @@ def require_postgres() -> None:
         pytest.skip(reason)
 
 
-def stack_environment(home: Path, db_url: str, api_url: str, extra_env: dict[str, str]) -> dict[str, str]:
-    """The environment every component (and so every task process) gets."""
-    from cryptography.fernet import Fernet
+def require_redis() -> None:
+    """Skip (or fail under VAXREPORT_REQUIRE_SERVERS=1) when Redis, the Celery broker, is not there."""
+    try:
+        with socket.create_connection((REDIS_HOST, REDIS_PORT), timeout=3) as conn:
+            conn.sendall(b"PING\r\n")
+            answer = conn.recv(16)
+    except OSError as exc:
+        answer = str(exc).encode()
+    if not answer.startswith(b"+PONG"):
+        reason = f"Redis is not answering at {REDIS_HOST}:{REDIS_PORT} ({answer[:60]!r}); Celery needs it as its broker"
+        if os.environ.get(REQUIRE_SERVERS) == "1":
+            pytest.fail(f"{reason} and {REQUIRE_SERVERS}=1", pytrace=False)
+        pytest.skip(reason)
 
-    notes_password = secrets.token_hex(16)
-    passwords = home / "simple_auth_manager_passwords.json"
-    passwords.write_text(json.dumps({NOTES_USER: notes_password}))
+
+def stack_environment(
+    home: Path, db_url: str, api_url: str, extra_env: dict[str, str], celery: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The environment every component (and so every task process) gets: `make airflow`'s, minus
+    whatever AIRFLOW/VAXREPORT settings the test process itself carries, plus `extra_env`."""
     inherited = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "VAXREPORT_"))}
-    port = api_url.rsplit(":", 1)[1]
-    env = {
-        **inherited,
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DEFAULT_TIMEZONE": "Europe/Stockholm",
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+    notes_password = secrets.token_hex(16)
+    test_settings = {
         "AIRFLOW__CORE__PARALLELISM": "2",  # a 2-core machine
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-        "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api_url}/execution/",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db_url,
-        "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__PORT": port,
-        "AIRFLOW__API__BASE_URL": api_url,
-        "AIRFLOW__API__WORKERS": "1",
-        # one secret key and one JWT secret shared by all components: the scheduler signs the task
-        # tokens, the api-server's execution API checks them
-        "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
-        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{NOTES_USER}:user",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
-        "AIRFLOW_CONN_VAXREPORT_AIRFLOW_API": f"http://{NOTES_USER}:{notes_password}@127.0.0.1:{port}",
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-        "AIRFLOW__DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL": "2",
-        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
-        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
         "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-        "PYTHONPATH": os.pathsep.join(str(p) for p in (ROOT / "include", ROOT / "plugins", ROOT)),
-        "PYTHONUNBUFFERED": "1",
-        **extra_env,
+        **(celery or {}),
     }
-    return env
+    return airflow_environment(
+        home,
+        db_url,
+        api_url,
+        passwords={NOTES_USER: notes_password},
+        roles={NOTES_USER: "user"},
+        extra={**test_settings, **extra_env},
+        base=inherited,
+    )
 
 
 @dataclass
@@ -145,6 +139,7 @@ class AirflowStack:
     env: dict[str, str]
     api_url: str
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    workers: int = 0
     extra_logs: list[Path] = field(default_factory=list)
     _db: Any = None
     _token: str | None = None
@@ -341,25 +336,40 @@ class AirflowStack:
         self.airflow("db", "migrate", timeout=600)
 
     def start(self) -> None:
-        port = self.api_url.rsplit(":", 1)[1]
-        commands = {
-            "api-server": ["api-server", "--host", "127.0.0.1", "--port", port, "--workers", "1"],
-            # --skip-serve-logs: the log server would listen on every interface; the api-server
-            # reads the task logs from the shared AIRFLOW_HOME anyway
-            "scheduler": ["scheduler", "--skip-serve-logs"],
-            "dag-processor": ["dag-processor"],
-        }
+        commands = component_commands(int(self.api_url.rsplit(":", 1)[1]))
         for name in COMPONENTS:
-            log = (self.log_dir / f"{name}.log").open("w")
+            self._spawn(name, commands[name], self.env)
+        for n in range(1, self.workers + 1):
+            self.start_worker(f"worker-{n}")
+
+    def start_worker(self, name: str) -> None:
+        """A Celery worker taking one task at a time from this stack's own queue. Task instances
+        record `name` as their hostname (both workers share this machine's), so a test can tell
+        which worker ran what."""
+        env = {**self.env, "VAXREPORT_WORKER_NAME": name}
+        queue = self.env["AIRFLOW__OPERATORS__DEFAULT_QUEUE"]
+        command = [AIRFLOW, "celery", "worker", "--celery-hostname", f"{name}@%h", "--concurrency", "1"]
+        self._spawn(name, [*command, "--queues", queue, "--skip-serve-logs", "--without-mingle"], env)
+
+    def stop_worker(self, name: str) -> None:
+        proc = self.processes.pop(name)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=60)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+    def _spawn(self, name: str, command: list[str], env: dict[str, str]) -> None:
+        with (self.log_dir / f"{name}.log").open("w") as log:
             self.processes[name] = subprocess.Popen(
-                [AIRFLOW, *commands[name]],
-                env=self.env,
+                command,
+                env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # a process group of its own, to stop it with its children
             )
-            log.close()
 
     def wait_ready(self, dag_ids: tuple[str, ...], timeout: float = 180) -> None:
         def api_healthy() -> bool:
@@ -380,7 +390,7 @@ class AirflowStack:
         self.wait_for_dags(dag_ids, timeout)
 
     def stop(self) -> None:
-        for name in STOP_ORDER:
+        for name in [*STOP_ORDER, *(n for n in list(self.processes) if n not in STOP_ORDER)]:
             proc = self.processes.get(name)
             if proc is None:
                 continue
@@ -418,10 +428,23 @@ def airflow_stack(
     dag_ids: tuple[str, ...] = ("vaccinations_daily",),
     extra_logs: list[Path] | None = None,
     ready_timeout: float = 180,
+    workers: int = 0,
 ) -> Iterator[AirflowStack]:
-    """A running deployment; `extra_env` (connections, VAXREPORT_*) reaches every task process."""
+    """A running deployment; `extra_env` (connections, VAXREPORT_*) reaches every task process.
+    With `workers`, CeleryExecutor on the machine's Redis, with that many workers on a queue of
+    the stack's own (so stacks sharing the broker never take each other's tasks)."""
     require_postgres()
     db_name = f"vaxreport_airflow_{secrets.token_hex(6)}"
+    celery = None
+    if workers:
+        require_redis()
+        celery = {
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            "AIRFLOW__CELERY__BROKER_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/0",
+            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql+psycopg2://{PG_USER}@{PG_HOST}:{PG_PORT}/{db_name}",
+            "AIRFLOW__OPERATORS__DEFAULT_QUEUE": db_name,
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.dags.worker_name.hostname",
+        }
     admin = _admin_connection()
     with admin.cursor() as cur:
         cur.execute(f'CREATE DATABASE "{db_name}"')
@@ -436,8 +459,9 @@ def airflow_stack(
         home=home,
         log_dir=log_dir,
         db_name=db_name,
-        env=stack_environment(home, db_url, api_url, extra_env or {}),
+        env=stack_environment(home, db_url, api_url, extra_env or {}, celery),
         api_url=api_url,
+        workers=workers,
         extra_logs=list(extra_logs or []),
     )
     failed = True

@@ -1,14 +1,12 @@
 """The reconciliation page rendered in headless Chromium: a PNG in the test artifacts, the summary
 table present and every plot loaded (no broken image)."""
 
-import os
 import re
-import shutil
 import subprocess
 from datetime import date
 
 import pytest
-from tests.conftest import ARTIFACTS
+from tests.conftest import ARTIFACTS, chromium_binary
 
 from vaxreport.reconcile.month import CLASSES, Reconciliation, SourceRecord
 from vaxreport.reports import monthly
@@ -25,15 +23,6 @@ FLAGS = [
     "--disable-sync",
     "--hide-scrollbars",
 ]
-
-
-def _chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found:
-        return found
-    if os.environ.get("VAXREPORT_REQUIRE_SERVERS") == "1":
-        pytest.fail("Debian's chromium is not installed (.ci/run installs it)")
-    pytest.skip("Debian's chromium is not installed: apt-get install chromium")
 
 
 def _result() -> Reconciliation:
@@ -67,7 +56,7 @@ def _result() -> Reconciliation:
 
 
 def test_reconciliation_page_renders_with_its_plots(tmp_path):
-    chromium = _chromium()
+    chromium = chromium_binary()
     trend = [
         {"month": f"2026-{m:02d}", "records": 100, "reject_rate": 0.05 + m / 200, "missing_rate": m / 1000}
         for m in range(1, 11)
