@@ -6,27 +6,54 @@ Reports one day's vaccinations to the National Vaccination Register (NVR).
 Each run takes the records **registered or changed** on one Stockholm calendar day (late
 registrations included) from every enabled journal-system source, checks them against the
 register's rules, sends the valid ones in FHIR batch Bundles of at most 100, and records every
-record's outcome in the ledger (`vaxreport_db`). A scheduled run at 02:00 reports the previous day.
+record's outcome in the ledger (`vaxreport_db`). A scheduled run at 02:00 (Stockholm) reports the
+previous day and should be done by **06:00**.
+
+**Params**
+
+| name | meaning | default |
+| --- | --- | --- |
+| `day` | the registration day to report (YYYY-MM-DD) | none: the Stockholm day before the run's logical date |
+| `dry_run` | validate and write the bundles to `var/bundles/<day>/` (mode 0600), send nothing | `false` |
 
 **Connections:** `nvr_api` (register: host = base URL, login = client id, password = client
-secret), `vaxreport_db` (ledger), one per journal-system source (extra `kind`: `legacy_export`,
-`vaccination_journal` or `general_ehr`); the enabled ones are listed in `VAXREPORT_SOURCES`.
-Optional: `vaxreport_airflow_api` (the api-server's URL and a service user with the `user` role),
-with which each run's note carries the day's counts. Extraction is mapped over the sources: one
-failing source is retried and reported (the run turns red) while the others are reported as usual.
+secret, extra `client_secret_expires`), `vaxreport_db` (ledger), one per journal-system source
+(extra `kind`: `legacy_export`, `vaccination_journal` or `general_ehr`); the enabled ones are
+listed in `VAXREPORT_SOURCES`. Optional: `vaxreport_airflow_api` (run notes) and
+`vaxreport_alerts` (alerts). Extraction is mapped over the sources: one failing source is retried
+and reported (the run turns red: `fail_run`, the last task, fails whenever another task failed)
+while the others are reported as usual.
 
 **Submission in shares:** `submit_bundles` is mapped over one share per 200 pending bundles (at most
 16), at most 4 at once over all runs, each claiming chunks of bundles (row locks on PostgreSQL) at a
 quarter of the register's rate. `finish_submission` then resends what failed transiently or a dead
 share left, sends the deletes, and fails (to be retried) while the register is down.
 
-**Params:** `day` (YYYY-MM-DD, default: the day before the run), `dry_run` (bundles to `var/bundles/<day>/`, none sent).
+**When it fails**
 
-**Safe to re-run:** a day already reported sends nothing again (`sent=0`). Records that failed
-because the register was unreachable are sent by the next run of that day.
+1. Read the **run note** (the day's counts and what needs attention first: a source not read, a
+   submission that did not finish), then the **log of the red task** (counts and hashed person
+   keys only, never a personnummer).
+2. Fix the cause: a source connection (`extract_vaccinations`, the map index names the source),
+   the register or its credentials (`validate_records` refreshes the catalog, `finish_submission`
+   sends), the ledger database.
+3. **Clear the red task** (downstream tasks follow), or re-run the day: trigger the DAG with
+   `day` = that day, or `airflow backfill create --dag-id vaccinations_daily --from-date D+1
+   --to-date D+1` (a run reports the day before its logical date).
 
-**When it fails:** read the task log (counts and hashed keys only), fix the cause, clear the task.
-Rejected records are listed per care unit in `var/reports/<day>/rejections/`.
+**Safe to re-run**, any day, any number of times: the ledger knows every record version it has
+seen and every bundle it has sent (claimed before sending, with its `X-Request-ID`), so a re-run
+sends only what is still open (`sent=0` for a day already reported) and concurrent runs never send
+a record twice. Records that failed because the register was unreachable are sent by the next run,
+whatever day it reports. Rejected records are listed per care unit in
+`var/reports/<day>/rejections/` (also under *Browse → Vaccination reports*).
+
+**Alerts** (connection `vaxreport_alerts`, a webhook URL or SMTP; without it they are only logged):
+every task that fails for good (after its retries) sends an alert naming the run, its day and the
+task. A **deadline** of 06:00 Stockholm holds the scheduled run: if it has not succeeded by then, an
+alert says so (manual runs and backfills are not held to it). The deadline callback runs on the
+scheduler's executor (a `SyncCallback`), so it needs no triggerer. No alert carries personal data:
+identifiers of runs and tasks, and counts.
 """
 
 from __future__ import annotations
@@ -38,6 +65,19 @@ from airflow.sdk import Asset, Param, TriggerRule, dag, get_current_context, tas
 
 VACCINE_CATALOG = Asset(name="vaxreport_vaccine_catalog")
 PARALLEL_SHARES = 4  # submit_bundles sending at once over all runs, each at this part of the register's rate
+
+
+def _deadline():
+    """06:00 Stockholm the day after the reported day (see `vaxreport_airflow.alerts.daily_deadline`)."""
+    from vaxreport_airflow.alerts import daily_deadline
+
+    return daily_deadline()
+
+
+def _alert(context):  # in the task's process, once its last try failed; no personal data
+    from vaxreport_airflow.alerts import alert_failed_run
+
+    alert_failed_run(context)
 
 
 def _setup():
@@ -55,12 +95,18 @@ def _setup():
     catchup=False,
     max_active_runs=1,
     tags=["vaxreport", "nvr", "daily"],
-    default_args={"owner": "vaxreport", "retries": 2, "retry_delay": timedelta(minutes=5)},
+    default_args={
+        "owner": "vaxreport",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=5),
+        "on_failure_callback": _alert,
+    },
     params={
         "day": Param(None, type=["null", "string"], format="date", description="Registration day to report"),
         "dry_run": Param(False, type="boolean", description="Write bundles to files, send nothing"),
     },
     doc_md=__doc__,
+    deadline=_deadline(),
 )
 def vaccinations_daily():
     @task
@@ -141,10 +187,21 @@ def vaccinations_daily():
         note = daily_note(summary, validated.get("failed_sources"), submit_failed=submitted is None)
         return {**summary, "note_written": set_run_note(context, note)}
 
+    @task(trigger_rule=TriggerRule.ONE_FAILED, retries=0)
+    def fail_run() -> None:
+        """Turns the run red when a task failed: Airflow sets a run's state from its last tasks only,
+        and the report, which runs whatever happened, would leave it green. Skipped otherwise."""
+        raise RuntimeError("a task of this run failed: read the run note and the red task's log")
+
     sources = list_sources()
     extracted = extract_vaccinations.expand(source=sources)
-    plan = build_bundles(validate_records(sources, extracted))
-    finish_submission(plan, submit_bundles.expand_kwargs(plan)) >> write_rejection_report()
+    validated = validate_records(sources, extracted)
+    plan = build_bundles(validated)
+    shares = submit_bundles.expand_kwargs(plan)
+    finished = finish_submission(plan, shares)
+    report = write_rejection_report()
+    finished >> report
+    [sources, extracted, validated, plan, shares, finished, report] >> fail_run()
 
 
 vaccinations_daily()

@@ -15,9 +15,29 @@ gives no interval), or named with the `month` param for a manual run or backfill
    against what it should hold; the HTML report with plots and a CSV per table under
    `var/reports/reconciliation/<YYYY-MM>/`.
 
-**Fails visibly** (the task turns red, the run note and the log say why) when any record is missing, when the
-unexplained difference against the register exceeds `threshold`, or when a source could not be
-read. Fix the cause (re-run the days concerned), then clear the task.
+**Params**
+
+| name | meaning | default |
+| --- | --- | --- |
+| `month` | the month to reconcile (YYYY-MM) | none: the calendar month before the run's logical date |
+| `threshold` | tolerated unexplained difference against the register's counts (records) | `0` |
+
+**Fails visibly** (the task turns red, the run note and the log say why) when any record is
+missing, when the unexplained difference against the register exceeds `threshold`, or when a source
+could not be read. A finding is not transient, so `reconcile_month` is not retried.
+
+**When it fails:** read the **run note** (the verdict and the month's counts), the log of
+`reconcile_month` and the report (`reconciliation/<YYYY-MM>/index.html`, also under *Browse →
+Vaccination reports*; its drill-down tables name the care units and record ids, never a
+personnummer). Missing records: re-run the daily runs of the days concerned (trigger
+`vaccinations_daily` with `day`, or a backfill); the ledger makes that safe, a re-run sends only
+what the register does not have. A source not read: fix its connection. Then clear
+`reconcile_month` (or trigger this DAG with `month`): reconciling is read-only apart from the
+stored result, so it can be repeated at will.
+
+**Alerts** (connection `vaxreport_alerts`; without it they are only logged): a finding sends an
+alert with the month's counts per class and the reasons, then the failed task sends its own alert naming
+`reconcile_month`. No alert carries personal data.
 
 **Connections:** `nvr_api`, `vaxreport_db`, the enabled sources (`VAXREPORT_SOURCES`), and
 optionally `vaxreport_airflow_api` (a service user for the REST API) for the run note with the
@@ -44,6 +64,12 @@ def _setup():
     return runtime(context["run_id"]), month, int(context["params"].get("threshold") or 0)
 
 
+def _alert_failed_task(context):  # in the task's process, once its last try failed; no personal data
+    from vaxreport_airflow.alerts import alert_failed_run
+
+    alert_failed_run(context)
+
+
 @dag(
     dag_id="vaccinations_monthly_reconciliation",
     schedule="0 4 2 * *",
@@ -51,7 +77,12 @@ def _setup():
     catchup=False,
     max_active_runs=1,
     tags=["vaxreport", "nvr", "reconciliation", "monthly"],
-    default_args={"owner": "vaxreport", "retries": 1, "retry_delay": timedelta(minutes=15)},
+    default_args={
+        "owner": "vaxreport",
+        "retries": 1,
+        "retry_delay": timedelta(minutes=15),
+        "on_failure_callback": _alert_failed_task,
+    },
     params={
         "month": Param(None, type=["null", "string"], pattern=r"^\d{4}-\d{2}$", description="YYYY-MM to reconcile"),
         "threshold": Param(0, type="integer", minimum=0, description="tolerated unexplained difference (records)"),
@@ -82,6 +113,10 @@ def vaccinations_monthly_reconciliation():
         set_run_note(get_current_context(), monthly_note(summary, summary["problems"]))
         if summary["problems"]:  # a finding is not transient: fail at once, no retry
             from airflow.sdk.exceptions import AirflowFailException
+
+            from vaxreport_airflow.alerts import alert_reconciliation
+
+            alert_reconciliation(get_current_context(), summary)  # counts per class; the run alert follows
 
             raise AirflowFailException("reconciliation found problems: " + "; ".join(summary["problems"]))
         return {k: v for k, v in summary.items() if k != "problems"}

@@ -5,11 +5,23 @@ Writes the weekly rejection digest per caregiver, for the ISO week before the ru
 Sunday, by the day records were reported): an XLSX with a summary sheet of counts per care unit
 and error code, then a sheet per care unit with each record to fix (record id, vaccination date,
 vaccine, batch, reason in Swedish and English, how to fix it), and the same as HTML, under
-`var/reports/digest/<YYYY-Www>/`. It carries no personnummer.
+`var/reports/digest/<YYYY-Www>/`. It carries no personnummer. Runs Mondays at 06:00 (Stockholm).
 
-**Connections:** `vaxreport_db`. **Params:** `day` (any day of the week to digest).
+**Params**
 
-**When it fails:** the ledger could not be read or the reports folder written; clear the task.
+| name | meaning | default |
+| --- | --- | --- |
+| `day` | any day (YYYY-MM-DD) of the week to digest | none: the week before the run's logical date |
+
+**Connections:** `vaxreport_db` (read only), optional `vaxreport_alerts` (alerts).
+
+**When it fails:** the ledger could not be read or the reports folder written; the log of
+`write_rejection_digest` says which. Fix it and clear the task, or trigger the DAG with `day` for
+any past week: the digest only reads the ledger and rewrites that week's files, so a re-run is
+always safe.
+
+**Alerts:** a task that fails for good sends an alert (run id, task) through `vaxreport_alerts`; without
+that connection it is only logged. No alert carries personal data.
 """
 
 from __future__ import annotations
@@ -20,6 +32,12 @@ import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
 
+def _alert_failed_task(context):  # in the task's process, once its last try failed; no personal data
+    from vaxreport_airflow.alerts import alert_failed_run
+
+    alert_failed_run(context)
+
+
 @dag(
     dag_id="vaccinations_weekly_digest",
     schedule="0 6 * * 1",
@@ -27,7 +45,12 @@ from airflow.sdk import Param, dag, get_current_context, task
     catchup=False,
     max_active_runs=1,
     tags=["vaxreport", "reports", "weekly"],
-    default_args={"owner": "vaxreport", "retries": 2, "retry_delay": timedelta(minutes=10)},
+    default_args={
+        "owner": "vaxreport",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=10),
+        "on_failure_callback": _alert_failed_task,
+    },
     params={"day": Param(None, type=["null", "string"], format="date", description="Any day of the week to digest")},
     doc_md=__doc__,
 )
