@@ -165,6 +165,22 @@ def resolve_path(path: str | Path) -> Path:
     return p if p.is_absolute() else Path(os.environ.get("VAXREPORT_ROOT", ".")).resolve() / p
 
 
+def read_env_file(path: Path) -> dict[str, str]:
+    """The variables a `.env` file sets: `KEY=value` lines, the first `=` splits, one pair of
+    surrounding quotes stripped (as Compose and `set -a; source` read them)."""
+    values = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, value = line.split("=", 1)
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
 def load_env_file(path: Path | None = None) -> Path | None:
     """Fill unset variables from `.env` (else `.env.example`) in the working directory.
 
@@ -175,15 +191,8 @@ def load_env_file(path: Path | None = None) -> Path | None:
     chosen = next((p for p in candidates if p and p.is_file()), None)
     if chosen is None:
         return None
-    for line in chosen.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, value = line.split("=", 1)
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        os.environ.setdefault(key.strip(), value)
+    for key, value in read_env_file(chosen).items():
+        os.environ.setdefault(key, value)
     return chosen
 
 
