@@ -139,9 +139,28 @@ def _sqlite_begin(conn: sa.Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _sharing_identifier_system(rt: Runtime, conn_id: str, system_uri: str) -> list[str]:
+    """Other enabled sources with the same identifier system: their record ids would meet in the
+    ledger (and the register) as versions of one record, and one would overwrite the other."""
+    sharing = []
+    for other in (c for c in rt.sources if c != conn_id):
+        try:
+            if source_kind(rt, other)[1] == system_uri:
+                sharing.append(other)
+        except (LookupError, ValueError):  # that source fails on its own, with its own error
+            continue
+    return sharing
+
+
 def extract_source(rt: Runtime, conn_id: str, day: date) -> dict:
     """Pull every record registered or changed on `day` from one source into the ledger."""
     kind, system_uri = source_kind(rt, conn_id)
+    sharing = _sharing_identifier_system(rt, conn_id, system_uri)
+    if sharing:
+        raise ValueError(
+            f"source {conn_id} shares the identifier system {system_uri} with {', '.join(sharing)}: "
+            "set a distinct extra.system_uri on each installation of one journal-system kind"
+        )
     records = extract(rt.engine(conn_id), kind, day_window(day), system_uri)
     counts = store.record_extracted(rt.ledger(), records, day.isoformat())
     log.info(

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from tests.servers import mariadb_database, postgres_database
 
 from vaxreport.ledger import schema as s
-from vaxreport.pipeline import Runtime, run_day
+from vaxreport.pipeline import Runtime, extract_source, run_day
 from vaxreport.sources import writers
 from vaxreport.synthetic.seed import generate_into
 
@@ -78,3 +78,23 @@ def test_a_failing_source_does_not_stop_the_others(three_sources, emulator, monk
     assert summary["failed_sources"] == ["vaxreport_source_ehr"]
     assert summary["extracted"] == len(truth)  # the two good sources are complete
     assert summary["accepted"] == sum(state == "accepted" for state, _ in truth.values())
+
+
+def test_two_sources_of_one_kind_need_their_own_identifier_system(embedded, emulator, monkeypatch, tmp_path):
+    """Two legacy exports with the kind's default system would meet in the ledger as versions of
+    one record: neither is read until each has its own `system_uri`."""
+    second = {"conn_type": "sqlite", "host": str(tmp_path / "second.sqlite"), "extra": {"kind": "legacy_export"}}
+    monkeypatch.setenv("AIRFLOW_CONN_VAXREPORT_SOURCE_SECOND", json.dumps(second))
+    monkeypatch.setenv("VAXREPORT_SOURCES", "vaxreport_source_embedded,vaxreport_source_second")
+    rt = Runtime()
+    for conn_id in rt.sources:
+        generate_into(rt, conn_id, DAY, records=50, seed=3)
+    with pytest.raises(ValueError, match=r"vaxreport_source_second: set a distinct extra\.system_uri"):
+        extract_source(rt, "vaxreport_source_embedded", DAY)
+    assert run_day(Runtime(), DAY)["failed_sources"] == ["vaxreport_source_embedded", "vaxreport_source_second"]
+
+    second["extra"]["system_uri"] = "urn:region:source:legacy-export-north"
+    monkeypatch.setenv("AIRFLOW_CONN_VAXREPORT_SOURCE_SECOND", json.dumps(second))
+    summary = run_day(Runtime(), DAY)
+    assert summary["failed_sources"] == []
+    assert summary["extracted"] == 100
