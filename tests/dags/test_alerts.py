@@ -9,8 +9,11 @@ once a run has failed for good.
 
 from __future__ import annotations
 
+import email
+import html
 import json
 import re
+import socketserver
 import subprocess
 import sys
 import threading
@@ -302,3 +305,83 @@ def test_the_deadline_and_secret_callbacks_send_through_the_same_notifier(tmp_pa
     assert out["missing_1"] is False
     assert out["missing_2"] is False
     assert output.count("alert not sent (no connection 'vaxreport_alerts_absent')") == 1
+
+
+class SmtpSink:
+    """An SMTP server on 127.0.0.1 that keeps every message it is given (no TLS, no auth)."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+        sink = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def reply(self, text: str) -> None:
+                self.wfile.write(text.encode() + b"\r\n")
+
+            def handle(self) -> None:
+                self.reply("220 sink ESMTP")
+                data: list[bytes] | None = None
+                while line := self.rfile.readline():
+                    if data is not None:
+                        if line.rstrip(b"\r\n") == b".":
+                            sink.messages.append(b"".join(data).decode("utf-8", "replace"))
+                            data = None
+                            self.reply("250 OK: queued")
+                        else:
+                            data.append(line[1:] if line.startswith(b"..") else line)
+                        continue
+                    verb = line[:4].upper()
+                    if verb == b"EHLO":
+                        self.reply("250 sink")
+                    elif verb == b"DATA":
+                        data = []
+                        self.reply("354 end with <CRLF>.<CRLF>")
+                    elif verb == b"QUIT":
+                        self.reply("221 bye")
+                        return
+                    else:  # HELO, MAIL FROM, RCPT TO, RSET, NOOP
+                        self.reply("250 OK")
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def connection(self, to: str) -> str:
+        extra = {"to": to, "from_email": "vaxreport@region.example", "disable_ssl": True, "disable_tls": True}
+        return json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": self.port, "extra": extra})
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+MAIL = """
+import json
+from vaxreport_airflow import alerts
+context = {"run_id": "manual__2026-11-20T09:00:00+00:00", "exception": ValueError("bad row for 199001012385")}
+print("OUT" + json.dumps(alerts.send(alerts.failed_run_alert_from(context))))
+"""
+
+
+def test_an_alert_goes_out_by_mail_through_the_smtp_provider(airflow_home):
+    """The SMTP path of the same notifier: the provider's SmtpNotifier delivers to a local sink."""
+    sink = SmtpSink()
+    try:
+        env = {
+            **airflow_environment(airflow_home),
+            "AIRFLOW_CONN_VAXREPORT_ALERTS": sink.connection("ops@region.example"),
+        }
+        result = subprocess.run([sys.executable, "-c", MAIL], env=env, capture_output=True, text=True, timeout=300)
+        output = result.stdout + result.stderr
+        assert "OUTtrue" in result.stdout, output[-3000:]
+        assert len(sink.messages) == 1, output[-3000:]
+        message = email.message_from_string(sink.messages[0])
+        assert message["To"] == "ops@region.example"
+        assert message["Subject"].startswith("[vaxreport]")
+        body = "".join(part.get_payload(decode=True).decode() for part in message.walk() if not part.is_multipart())
+        assert "manual__2026-11-20T09:00:00+00:00" in body
+        assert "See the run's note and the task log in the Airflow UI." in html.unescape(body)
+        assert_no_person_id(sink.messages[0] + body, {"199001012385"})
+    finally:
+        sink.stop()
