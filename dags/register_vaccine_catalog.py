@@ -40,13 +40,9 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Asset, dag, get_current_context, task
 
+from vaxreport_airflow.alerts import VaxreportAlertNotifier
+
 VACCINE_CATALOG = Asset(name="vaxreport_vaccine_catalog")
-
-
-def _alert_failed_task(context):  # in the task's process, once its last try failed; no personal data
-    from vaxreport_airflow.alerts import alert_failed_run
-
-    alert_failed_run(context)
 
 
 @dag(
@@ -60,7 +56,7 @@ def _alert_failed_task(context):  # in the task's process, once its last try fai
         "owner": "vaxreport",
         "retries": 3,
         "retry_delay": timedelta(minutes=10),
-        "on_failure_callback": _alert_failed_task,
+        "on_failure_callback": VaxreportAlertNotifier(),
     },
     doc_md=__doc__,
 )

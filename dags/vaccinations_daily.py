@@ -63,21 +63,10 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Asset, Param, TriggerRule, dag, get_current_context, task
 
+from vaxreport_airflow.alerts import VaxreportAlertNotifier, daily_deadline
+
 VACCINE_CATALOG = Asset(name="vaxreport_vaccine_catalog")
 PARALLEL_SHARES = 4  # submit_bundles sending at once over all runs, each at this part of the register's rate
-
-
-def _deadline():
-    """06:00 Stockholm the day after the reported day (see `vaxreport_airflow.alerts.daily_deadline`)."""
-    from vaxreport_airflow.alerts import daily_deadline
-
-    return daily_deadline()
-
-
-def _alert(context):  # in the task's process, once its last try failed; no personal data
-    from vaxreport_airflow.alerts import alert_failed_run
-
-    alert_failed_run(context)
 
 
 def _setup():
@@ -99,14 +88,14 @@ def _setup():
         "owner": "vaxreport",
         "retries": 2,
         "retry_delay": timedelta(minutes=5),
-        "on_failure_callback": _alert,
+        "on_failure_callback": VaxreportAlertNotifier(),
     },
     params={
         "day": Param(None, type=["null", "string"], format="date", description="Registration day to report"),
         "dry_run": Param(False, type="boolean", description="Write bundles to files, send nothing"),
     },
     doc_md=__doc__,
-    deadline=_deadline(),
+    deadline=daily_deadline(),
 )
 def vaccinations_daily():
     @task
@@ -191,7 +180,11 @@ def vaccinations_daily():
     def fail_run() -> None:
         """Turns the run red when a task failed: Airflow sets a run's state from its last tasks only,
         and the report, which runs whatever happened, would leave it green. Skipped otherwise."""
-        raise RuntimeError("a task of this run failed: read the run note and the red task's log")
+        from vaxreport_airflow.alerts import run_failed_tasks
+
+        context = get_current_context()
+        failed = ", ".join(t for t in run_failed_tasks(context["dag"], context["run_id"]) if t != "fail_run")
+        raise RuntimeError(f"failed in this run: {failed or 'an upstream task'}; read the run note and their logs")
 
     sources = list_sources()
     extracted = extract_vaccinations.expand(source=sources)

@@ -51,6 +51,8 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
+from vaxreport_airflow.alerts import VaxreportAlertNotifier
+
 
 def _setup():
     from datetime import date
@@ -64,12 +66,6 @@ def _setup():
     return runtime(context["run_id"]), month, int(context["params"].get("threshold") or 0)
 
 
-def _alert_failed_task(context):  # in the task's process, once its last try failed; no personal data
-    from vaxreport_airflow.alerts import alert_failed_run
-
-    alert_failed_run(context)
-
-
 @dag(
     dag_id="vaccinations_monthly_reconciliation",
     schedule="0 4 2 * *",
@@ -81,7 +77,7 @@ def _alert_failed_task(context):  # in the task's process, once its last try fai
         "owner": "vaxreport",
         "retries": 1,
         "retry_delay": timedelta(minutes=15),
-        "on_failure_callback": _alert_failed_task,
+        "on_failure_callback": VaxreportAlertNotifier(),
     },
     params={
         "month": Param(None, type=["null", "string"], pattern=r"^\d{4}-\d{2}$", description="YYYY-MM to reconcile"),

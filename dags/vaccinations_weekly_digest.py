@@ -31,11 +31,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
-
-def _alert_failed_task(context):  # in the task's process, once its last try failed; no personal data
-    from vaxreport_airflow.alerts import alert_failed_run
-
-    alert_failed_run(context)
+from vaxreport_airflow.alerts import VaxreportAlertNotifier
 
 
 @dag(
@@ -49,7 +45,7 @@ def _alert_failed_task(context):  # in the task's process, once its last try fai
         "owner": "vaxreport",
         "retries": 2,
         "retry_delay": timedelta(minutes=10),
-        "on_failure_callback": _alert_failed_task,
+        "on_failure_callback": VaxreportAlertNotifier(),
     },
     params={"day": Param(None, type=["null", "string"], format="date", description="Any day of the week to digest")},
     doc_md=__doc__,

@@ -8,12 +8,12 @@ region picks whichever its on-call tooling takes; both carry the same text. With
 an alert is logged as a warning and nothing else happens: an unsent alert must never turn a run
 red or hide the reason it is red. A failing receiver is logged the same way.
 
-Where each callback runs in Airflow 3.3: a task's `on_failure_callback` in the task's own process
-once its last try failed (the DAGs set it in `default_args`; a DAG-level one would run in the
-dag-processor, but only when the run's *leaf* tasks fail, and the daily DAG's leaf is an all-done
-report that succeeds when extraction or submission failed), the deadline's `SyncCallback` on the
-scheduler's executor, the reconciliation finding and the secret check inside their tasks. None of them has the failed
-records, only identifiers and counts, and `vaxreport.alerts` scrubs the free text that goes in.
+Where each callback runs in Airflow 3.3: a task's `on_failure_callback` in the task's own
+process once its last try failed (the DAGs set `VaxreportAlertNotifier()` in `default_args`; the
+daily DAG's last task, `fail_run`, fails whenever another did, so the run turns red and alerts
+too), the deadline's `SyncCallback` on the scheduler's executor, the reconciliation finding and
+the secret check inside their tasks. None of them has the failed records, only identifiers and
+counts, and `vaxreport.alerts` scrubs the free text that goes in.
 """
 
 from __future__ import annotations
@@ -117,22 +117,27 @@ def failed_tasks(context: Any) -> list[str]:
     if ti is not None and getattr(ti, "task_id", None) and context.get("task") is not None:
         index = getattr(ti, "map_index", -1)
         return [ti.task_id if index is None or index < 0 else f"{ti.task_id}[{index}]"]
-    dag, run_id = context.get("dag"), context.get("run_id")
     try:
-        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
-
-        states = RuntimeTaskInstance.get_task_states(dag_id=dag.dag_id, run_ids=[run_id]).get(run_id, {})
-        known = set(dag.task_ids)
-        names = []
-        for key, state in states.items():
-            if state not in _FAILED:
-                continue
-            base, _, index = key.rpartition("_")
-            names.append(f"{base}[{index}]" if key not in known and base in known and index.isdigit() else key)
-        return sorted(names)
+        return run_failed_tasks(context["dag"], context.get("run_id"))
     except Exception as exc:  # no supervisor to ask: the run's alert still goes out
         log.debug("task states not available to the callback: %s", type(exc).__name__)
         return [ti.task_id] if ti is not None and getattr(ti, "task_id", None) else []
+
+
+def run_failed_tasks(dag: Any, run_id: str) -> list[str]:
+    """Every failed task of a run (mapped ones as `task[index]`), asked of Airflow through the Task
+    SDK: from a task of that run, or a DAG-level callback."""
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    states = RuntimeTaskInstance.get_task_states(dag_id=dag.dag_id, run_ids=[run_id]).get(run_id, {})
+    known = set(dag.task_ids)
+    names = []
+    for key, state in states.items():
+        if state not in _FAILED:
+            continue
+        base, _, index = key.rpartition("_")
+        names.append(f"{base}[{index}]" if key not in known and base in known and index.isdigit() else key)
+    return sorted(names)
 
 
 def _run_day(context: Any) -> date | None:
@@ -160,11 +165,6 @@ def failed_run_alert_from(context: Any) -> Alert:
         reason=context.get("reason"),
         error=context.get("exception"),
     )
-
-
-def alert_failed_run(context: Any) -> None:
-    """The DAGs' tasks' `on_failure_callback` (in `default_args`)."""
-    VaxreportAlertNotifier()(context)
 
 
 def alert_reconciliation(context: Any, summary: dict) -> bool:

@@ -149,6 +149,9 @@ def test_a_failing_daily_run_sends_one_alert_naming_dag_run_and_failed_task(tmp_
     assert "fail_run" in failed_tis, log[-4000:]
     assert [b["kind"] for b in receiver.bodies] == ["run_failed"] * len(failed_tis), (receiver.bodies, failed_tis)
     assert sorted(t for b in receiver.bodies for t in b["failed_tasks"]) == failed_tis
+    run_alert = next(b for b in receiver.bodies if b["failed_tasks"] == ["fail_run"])
+    assert "failed in this run: " in run_alert["text"]
+    assert "validate_records" in run_alert["text"].split("failed in this run: ", 1)[1]
     alert = next(b for b in receiver.bodies if b["failed_tasks"] == ["validate_records"])
     assert alert["dag_id"] == "vaccinations_daily"
     assert alert["run_id"] == run_id
