@@ -609,24 +609,18 @@ def _person_order(row: dict) -> tuple:
 
 def _plan_voids_and_updates(ledger: sa.Engine, voids: list[dict], updates: list[dict]) -> None:
     """Record each update's target, and what becomes of each void: a DELETE of what the register
-    holds, or nothing to do when the record never reached it."""
-    if not voids and not updates:
-        return
-    rv = s.record_versions
+    holds, or nothing to do when the record never reached it. Bulk writes: a day of many
+    corrections must not cost a statement per row."""
     text = reason("VOIDED")
-    with ledger.begin() as conn:
-        for row in [*updates, *voids]:
-            if row["register_id"]:
-                conn.execute(sa.update(rv).where(rv.c.id == row["id"]).values(register_id=row["register_id"]))
-        unsent = [v["id"] for v in voids if not v["register_id"]]
-        if unsent:
-            conn.execute(
-                sa.update(rv)
-                .where(rv.c.id.in_(unsent), rv.c.state == s.READY)
-                .values(
-                    state=s.EXCLUDED, code="VOIDED", reason_sv=text.sv, reason_en=text.en, updated_at=store.now_text()
-                )
-            )
+    targets = [{"id": r["id"], "register_id": r["register_id"]} for r in [*updates, *voids] if r["register_id"]]
+    unsent = [
+        {"id": v["id"], "state": s.EXCLUDED, "code": "VOIDED", "reason_sv": text.sv, "reason_en": text.en}
+        for v in voids
+        if not v["register_id"]
+    ]
+    if targets or unsent:
+        with ledger.begin() as conn:
+            store.update_rows(conn, [*targets, *unsent], [s.READY], store.now_text())
 
 
 def _send_deletes(rt: Runtime, client: RegistryClient, day: date) -> int:
