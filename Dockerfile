@@ -8,7 +8,8 @@ RUN pip install --no-cache-dir -r /tmp/requirements.txt && useradd --uid 50000 -
 WORKDIR /opt/airflow
 # The folders docker-compose.yaml mounts named volumes on: an empty named volume takes the ownership
 # of the folder it is mounted on, so the services (running as `airflow`) can write there.
-RUN mkdir -p logs var auth nvr && chown airflow logs var auth nvr && chmod 0700 var auth nvr
+# AIRFLOW_HOME itself too: every airflow command but `version` writes airflow.cfg there first.
+RUN mkdir -p logs var auth nvr && chown airflow . logs var auth nvr && chmod 0700 var auth nvr
 COPY --chown=airflow dags/ dags/
 COPY --chown=airflow plugins/ plugins/
 COPY --chown=airflow include/ include/

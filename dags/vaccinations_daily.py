@@ -176,15 +176,13 @@ def vaccinations_daily():
         note = daily_note(summary, validated.get("failed_sources"), submit_failed=submitted is None)
         return {**summary, "note_written": set_run_note(context, note)}
 
-    @task(trigger_rule=TriggerRule.ONE_FAILED, retries=0)
+    @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
     def fail_run() -> None:
-        """Turns the run red when a task failed: Airflow sets a run's state from its last tasks only,
-        and the report, which runs whatever happened, would leave it green. Skipped otherwise."""
-        from vaxreport_airflow.alerts import run_failed_tasks
+        """Turns the run red when a task failed (skipped otherwise): Airflow sets a run's state from
+        its last tasks only, and the report, which runs whatever happened, would leave it green."""
+        from vaxreport_airflow.alerts import fail_if_tasks_failed
 
-        context = get_current_context()
-        failed = ", ".join(t for t in run_failed_tasks(context["dag"], context["run_id"]) if t != "fail_run")
-        raise RuntimeError(f"failed in this run: {failed or 'an upstream task'}; read the run note and their logs")
+        fail_if_tasks_failed(get_current_context())
 
     sources = list_sources()
     extracted = extract_vaccinations.expand(source=sources)

@@ -21,6 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,10 +71,9 @@ def airflow_environment(
     """
     from cryptography.fernet import Fernet
 
-    home.mkdir(parents=True, exist_ok=True)
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
     passwords_file = home / "simple_auth_manager_passwords.json"
-    passwords_file.write_text(json.dumps(passwords))
-    passwords_file.chmod(0o600)
+    _write_private(passwords_file, json.dumps(passwords))
     port = api_url.rsplit(":", 1)[1]
     defaults = {
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
@@ -92,7 +92,7 @@ def airflow_environment(
     # what makes this deployment one: its home, database, address, secrets and users
     own = {
         "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
+        "AIRFLOW__CORE__FERNET_KEY": _kept_secret(home, "fernet-key", lambda: Fernet.generate_key().decode()),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api_url}/execution/",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db_url,
         "AIRFLOW__API__HOST": "127.0.0.1",
@@ -156,17 +156,53 @@ class Deployment:
 
     def stop(self, order: tuple[str, ...] = STOP_ORDER) -> None:
         names = [n for n in order if n in self.processes] + [n for n in self.processes if n not in order]
-        for name in names:
-            proc = self.processes[name]
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=30)
-            with contextlib.suppress(ProcessLookupError):  # what is left of the group goes too
-                os.killpg(proc.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=10)
+        with _uninterrupted():
+            for name in names:
+                stop_process(self.processes[name])
         self.processes.clear()
+
+
+def _session(sid: int) -> list[int]:
+    """Processes of the session a component leads: its own group, and the task runners Airflow
+    3.3 forks into process groups of their own (they stay in the session)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if os.getsid(int(entry.name)) == sid:
+                    members.append(int(entry.name))
+    return members
+
+
+def _signal_session(sid: int, sig: signal.Signals) -> None:
+    for pid in _session(sid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """Stop a component started with start_new_session and everything it started: SIGTERM to its
+    session, then SIGKILL to what is left of it."""
+    _signal_session(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=timeout)
+    _signal_session(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def _uninterrupted():
+    """A second Ctrl-C (or SIGTERM) must not cut a stop short and leave components running."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 def wait_for(what: str, condition, deployment: Deployment, timeout: float) -> None:
@@ -187,14 +223,22 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _admin_password(home: Path) -> str:
-    """Kept across restarts in AIRFLOW_HOME (owner-only), so a bookmark's login keeps working."""
-    path = home / "admin-password"
+def _kept_secret(home: Path, name: str, make) -> str:
+    """A secret generated once and kept in AIRFLOW_HOME (owner-only) across restarts: the admin
+    password (a bookmark's login keeps working) and the Fernet key (connections saved in the UI
+    stay readable)."""
+    path = home / name
     if not path.exists():
-        home.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(12))
-        path.chmod(0o600)
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _write_private(path, make())
     return path.read_text().strip()
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Created 0600 from the start, never readable by others for a moment."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
 
 
 def _register_connection(port: int) -> str:
@@ -227,7 +271,7 @@ def launch(
     var = var or home.parent
     db_url = db_url or f"sqlite:///{home / 'airflow.db'}"
     api_url = f"http://127.0.0.1:{port}"
-    login = {"user": ADMIN, "password": _admin_password(home)}
+    login = {"user": ADMIN, "password": _kept_secret(home, "admin-password", lambda: secrets.token_urlsafe(12))}
     env = airflow_environment(
         home,
         db_url,
@@ -282,28 +326,33 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     home = args.home.resolve()
     print(f"starting Airflow in {home} (component logs in {home / 'logs' / 'components'}) ...", flush=True)
+    # SIGTERM and SIGHUP (a closed terminal) stop everything as Ctrl-C does, during start-up too:
+    # the components lead sessions of their own and would outlive this process otherwise
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
     try:
         deployment, login = launch(home, args.port, args.emulator_port, args.db_url)
     except LaunchError as exc:
         print(f"could not start: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return 130  # launch() stopped what it had started
     print(f"Airflow UI: {login['url']}  login: {login['user']} / {login['password']}", flush=True)
     print(f"register emulator: http://127.0.0.1:{args.emulator_port}; Ctrl-C stops everything", flush=True)
-    stopping = []
-    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     try:
-        while not stopping:
-            died = deployment.dead()
-            if died:
-                print(f"stopping: {died[1]}", file=sys.stderr)
-                return 1
+        while not (died := deployment.dead()):
             time.sleep(1)
+        print(f"stopping: {died[1]}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        pass
+        return 0
     finally:
         print("stopping Airflow and the emulator ...", flush=True)
         deployment.stop()
-    return 0
+
+
+def _interrupt(*_) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

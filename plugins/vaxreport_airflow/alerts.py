@@ -18,6 +18,7 @@ counts, and `vaxreport.alerts` scrubs the free text that goes in.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,7 @@ ALERT_CONN_ID = "vaxreport_alerts"
 DEADLINE_LOCAL = "06:00 Europe/Stockholm"
 TIMEOUT_S = 10.0
 _FAILED = frozenset({"failed", "upstream_failed"})
+RUN_WATCHER = "fail_run"  # the daily DAG's last task, failing the run when another task failed
 
 log = logging.getLogger("vaxreport")
 _warned_missing: set[str] = set()
@@ -54,7 +56,10 @@ def send(alert: Alert, conn_id: str = ALERT_CONN_ID) -> bool:
         else:
             _post_webhook(conn, alert)
     except Exception as exc:  # a broken receiver must not fail the run it reports on
-        log.warning("alert not sent through %s: %s: %s", conn_id, type(exc).__name__, str(exc)[:200])
+        # the type and an HTTP status only: a webhook URL (often itself the secret) is in httpx's text
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        shown = f" (HTTP {status})" if status else ""
+        log.warning("alert not sent through %s: %s%s", conn_id, type(exc).__name__, shown)
         return False
     log.info("alert sent through %s: %s", conn_id, alert.subject)
     return True
@@ -73,11 +78,13 @@ def _post_webhook(conn: Any, alert: Alert) -> None:
     import httpx
     from airflow.sdk.log import mask_secret
 
+    url = _webhook_url(conn)
+    mask_secret(url)  # a chat webhook's URL is its credential
     headers = {str(k): str(v) for k, v in (conn.extra_dejson.get("headers") or {}).items()}
     if conn.password:  # a bearer token, if the receiver wants one
         mask_secret(conn.password)
         headers["Authorization"] = f"Bearer {conn.password}"
-    answer = httpx.post(_webhook_url(conn), json=alert.payload(), headers=headers, timeout=TIMEOUT_S)
+    answer = httpx.post(url, json=alert.payload(), headers=headers, timeout=TIMEOUT_S)
     answer.raise_for_status()
 
 
@@ -113,27 +120,41 @@ class VaxreportAlertNotifier(BaseNotifier):
 def failed_tasks(context: Any) -> list[str]:
     """The failed task: a task's callback is about itself (mapped ones as `task[index]`); a
     DAG-level callback asks Airflow through the Task SDK for every failed task of the run."""
-    ti = context.get("ti")
-    if ti is not None and getattr(ti, "task_id", None) and context.get("task") is not None:
+    ti, task = context.get("ti"), context.get("task")
+    if getattr(ti, "task_id", None) == RUN_WATCHER:  # its alert is the run's: it names what failed
+        with contextlib.suppress(Exception):
+            return [t for t in run_failed_tasks(context["dag"], context.get("run_id")) if t != RUN_WATCHER]
+    if ti is not None and getattr(ti, "task_id", None) and task is not None:
         index = getattr(ti, "map_index", -1)
         return [ti.task_id if index is None or index < 0 else f"{ti.task_id}[{index}]"]
     try:
-        return run_failed_tasks(context["dag"], context.get("run_id"))
+        return run_failed_tasks(context["dag"], context.get("run_id"), _FAILED)
     except Exception as exc:  # no supervisor to ask: the run's alert still goes out
         log.debug("task states not available to the callback: %s", type(exc).__name__)
         return [ti.task_id] if ti is not None and getattr(ti, "task_id", None) else []
 
 
-def run_failed_tasks(dag: Any, run_id: str) -> list[str]:
+def fail_if_tasks_failed(context: Any) -> None:
+    """The daily DAG's last task (`fail_run`, trigger rule all_done): fails, so the run turns red,
+    when any task of the run failed, naming them; skipped when none did."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    failed = [t for t in run_failed_tasks(context["dag"], context["run_id"]) if t != RUN_WATCHER]
+    if not failed:
+        raise AirflowSkipException("no task of this run failed")
+    raise RuntimeError(f"failed in this run: {', '.join(failed)}; read the run note and their logs")
+
+
+def run_failed_tasks(dag: Any, run_id: str, states: frozenset[str] = frozenset({"failed"})) -> list[str]:
     """Every failed task of a run (mapped ones as `task[index]`), asked of Airflow through the Task
     SDK: from a task of that run, or a DAG-level callback."""
     from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
 
-    states = RuntimeTaskInstance.get_task_states(dag_id=dag.dag_id, run_ids=[run_id]).get(run_id, {})
+    found = RuntimeTaskInstance.get_task_states(dag_id=dag.dag_id, run_ids=[run_id]).get(run_id, {})
     known = set(dag.task_ids)
     names = []
-    for key, state in states.items():
-        if state not in _FAILED:
+    for key, state in found.items():
+        if state not in states:
             continue
         base, _, index = key.rpartition("_")
         names.append(f"{base}[{index}]" if key not in known and base in known and index.isdigit() else key)
@@ -206,6 +227,9 @@ def deadline_missed(context: dict | None = None, deadline: str = DEADLINE_LOCAL)
     from vaxreport.alerts import deadline_alert
 
     run = (context or {}).get("dag_run") or {}
+    if run.get("state") == "failed":  # its failed tasks have alerted already; Airflow 3.3 keeps the deadline
+        log.info("deadline passed for failed run %s; its failure was alerted", run.get("run_id"))
+        return
     if run.get("run_type") not in (None, "scheduled"):
         log.info("deadline passed for %s run %s; not alerted", run.get("run_type"), run.get("run_id"))
         return
@@ -230,7 +254,12 @@ def check_client_secret(conn_id: str = "nvr_api", today: date | None = None) -> 
         from datetime import datetime
 
         today = datetime.now(STOCKHOLM).date()
-    expiry = secret_expiry.check(connection_info(conn_id).extra, today)
+    try:
+        extra = connection_info(conn_id).extra
+    except Exception as exc:  # no register connection: the catalog refresh fails for that, not this
+        log.warning("secret expiry not checked: connection %s not readable (%s)", conn_id, type(exc).__name__)
+        return {"status": "no_connection", "days_left": None, "alert_sent": False}
+    expiry = secret_expiry.check(extra, today)
     line = secret_expiry.log_line(expiry, conn_id)
     level = {secret_expiry.OK: logging.INFO, secret_expiry.EXPIRED: logging.ERROR}.get(expiry.status, logging.WARNING)
     log.log(level, "%s", line)

@@ -33,7 +33,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -48,7 +47,7 @@ import httpx
 import pytest
 
 from tests.conftest import ARTIFACTS, free_port
-from vaxreport.local_airflow import NOTES_USER, airflow_environment, component_commands
+from vaxreport.local_airflow import NOTES_USER, airflow_environment, component_commands, stop_process
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -352,13 +351,7 @@ class AirflowStack:
         self._spawn(name, [*command, "--queues", queue, "--skip-serve-logs", "--without-mingle"], env)
 
     def stop_worker(self, name: str) -> None:
-        proc = self.processes.pop(name)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=60)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_process(self.processes.pop(name), timeout=60)
 
     def _spawn(self, name: str, command: list[str], env: dict[str, str]) -> None:
         with (self.log_dir / f"{name}.log").open("w") as log:
@@ -390,19 +383,13 @@ class AirflowStack:
         self.wait_for_dags(dag_ids, timeout)
 
     def stop(self) -> None:
-        for name in [*STOP_ORDER, *(n for n in list(self.processes) if n not in STOP_ORDER)]:
-            proc = self.processes.get(name)
-            if proc is None:
-                continue
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=30)
-            # whatever is left of the group (task processes, workers) goes too
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=10)
+        # the scheduler first (nothing new starts), then the workers while the api-server their
+        # running tasks report to is still there
+        workers = [n for n in self.processes if n not in STOP_ORDER]
+        for name in [STOP_ORDER[0], *workers, *STOP_ORDER[1:]]:
+            proc = self.processes.pop(name, None)
+            if proc is not None:
+                stop_process(proc)  # its whole session: task runners sit in process groups of their own
         if self._db is not None:
             self._db.close()
             self._db = None

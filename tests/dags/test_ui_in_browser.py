@@ -80,7 +80,7 @@ class LocalAirflow:
         if self.process and self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(timeout=90)
+                self.process.wait(timeout=240)  # up to 5 components, each given 30 s and more
             except subprocess.TimeoutExpired:
                 self.process.kill()
 

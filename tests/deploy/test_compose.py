@@ -409,6 +409,8 @@ def test_only_the_ui_binds_a_host_port(services):
     published = {name: {target for _, target in _ports(s)} for name, s in services.items() if _ports(s)}
     assert published == PUBLISHED, f"host ports: {published}"
     assert (8080, 8080) in _ports(services["airflow-apiserver"])
+    [port] = services["airflow-apiserver"]["ports"]  # published on this host only
+    assert (port.get("host_ip") if isinstance(port, dict) else str(port).split(":")[0]) == "127.0.0.1"
     for name in ("nvr-emulator", "demo-journal-db", "demo-ehr-db", "demo-data", "postgres", "redis"):
         assert not services[name].get("network_mode"), f"{name} leaves the compose network"
 
