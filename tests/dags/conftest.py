@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from tests.conftest import ROOT
 
@@ -23,6 +24,21 @@ def airflow_environment(home: Path) -> dict[str, str]:
         "PYTHONPATH": f"{ROOT / 'include'}:{ROOT / 'plugins'}:{ROOT}",
         "GX_ANALYTICS_ENABLED": "false",
     }
+
+
+def lose_one_accepted_record(ledger: sa.Engine, month: str) -> str:
+    """Delete from the ledger one accepted record given in `month` (YYYY-MM), as if it had been
+    lost: the reconciliation must find it missing. Returns its source record id."""
+    with ledger.begin() as conn:
+        lost = conn.execute(
+            sa.text(
+                "SELECT source_record_id FROM record_versions WHERE state = 'accepted'"
+                " AND substr(vaccination_date, 1, 7) = :month ORDER BY source_record_id LIMIT 1"
+            ),
+            {"month": month},
+        ).scalar_one()
+        conn.execute(sa.text("DELETE FROM record_versions WHERE source_record_id = :rid"), {"rid": lost})
+    return lost
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conftest import ROOT, embedded_environment, free_port
-from tests.dags.conftest import airflow_environment
+from tests.dags.conftest import airflow_environment, lose_one_accepted_record
 
 pytestmark = [pytest.mark.dags, pytest.mark.slow]
 DAY = date(2026, 11, 19)
@@ -198,14 +198,8 @@ def test_a_reconciliation_gap_sends_the_counts_per_class(tmp_path, airflow_home,
     day = date(2026, 9, 10)
     generate_into(rt, "vaxreport_source_embedded", day, records=120, seed=3)
     run_day(rt, day)
-    with rt.ledger().begin() as conn:
-        victim = conn.execute(
-            sa.text(
-                "SELECT source_record_id FROM record_versions WHERE state = 'accepted'"
-                " AND vaccination_date LIKE '2026-09%' LIMIT 1"
-            )
-        ).scalar_one()
-        conn.execute(sa.text("DELETE FROM record_versions WHERE source_record_id = :r"), {"r": victim})
+    lose_one_accepted_record(rt.ledger(), "2026-09")
+    with rt.ledger().connect() as conn:
         persons = {r[0] for r in conn.execute(sa.text("SELECT DISTINCT person_id FROM record_versions"))}
     env["AIRFLOW_CONN_VAXREPORT_ALERTS"] = receiver.connection()
 

@@ -29,6 +29,7 @@ import sqlalchemy as sa
 
 from tests.conftest import embedded_environment, start_emulator
 from tests.dags.airflow_stack import airflow_stack
+from tests.dags.conftest import lose_one_accepted_record
 
 pytestmark = [pytest.mark.dags, pytest.mark.slow]
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
@@ -67,20 +68,10 @@ def _ledger_states(home) -> dict[str, tuple[str, tuple[str, str | None]]]:
         ledger.dispose()
 
 
-def _lose_one_accepted_record(home, month: str) -> str:
-    """Delete from the ledger one accepted record given in `month`; returns its source id."""
+def _lose_in(home, month: str) -> str:
     ledger = sa.create_engine(f"sqlite:///{home / 'ledger.sqlite'}")
     try:
-        with ledger.begin() as conn:
-            lost = conn.execute(
-                sa.text(
-                    "SELECT source_record_id FROM record_versions WHERE state = 'accepted'"
-                    " AND substr(vaccination_date, 1, 7) = :month ORDER BY source_record_id LIMIT 1"
-                ),
-                {"month": month},
-            ).scalar_one()
-            conn.execute(sa.text("DELETE FROM record_versions WHERE source_record_id = :rid"), {"rid": lost})
-        return lost
+        return lose_one_accepted_record(ledger, month)
     finally:
         ledger.dispose()
 
@@ -214,7 +205,7 @@ def test_backfill_reports_each_record_once_and_a_second_backfill_sends_nothing(t
             # -- the month: one accepted record lost from the ledger turns the reconciliation red --
             month = days[0].replace(day=1)
             label = month.isoformat()[:7]
-            lost = _lose_one_accepted_record(home, label)
+            lost = _lose_in(home, label)
             t0 = clock.monotonic()
             af.unpause(MONTHLY)
             run_id = af.trigger(MONTHLY, {"month": label})

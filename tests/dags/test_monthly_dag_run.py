@@ -7,10 +7,9 @@ import sys
 from datetime import date
 
 import pytest
-import sqlalchemy as sa
 
 from tests.conftest import ROOT, embedded_environment
-from tests.dags.conftest import airflow_environment
+from tests.dags.conftest import airflow_environment, lose_one_accepted_record
 
 pytestmark = [pytest.mark.dags, pytest.mark.slow]
 DAYS = [date(2026, 9, 10), date(2026, 9, 11)]
@@ -56,14 +55,7 @@ def test_monthly_dag_is_green_when_the_month_adds_up_and_red_when_a_record_is_mi
     assert "missing=0" in log
     assert (home / "reports" / "reconciliation" / "2026-09" / "index.html").exists()
 
-    with rt.ledger().begin() as conn:
-        victim = conn.execute(
-            sa.text(
-                "SELECT source_record_id FROM record_versions WHERE state = 'accepted'"
-                " AND vaccination_date LIKE '2026-09%' LIMIT 1"
-            )
-        ).scalar_one()
-        conn.execute(sa.text("DELETE FROM record_versions WHERE source_record_id = :r"), {"r": victim})
+    lose_one_accepted_record(rt.ledger(), "2026-09")
     state, log = run_monthly(airflow_home, env)
     assert state.endswith("failed"), log[-3000:]
     assert "1 records missing from the ledger" in log
