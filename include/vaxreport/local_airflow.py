@@ -126,6 +126,16 @@ def component_commands(port: int) -> dict[str, list[str]]:
     }
 
 
+def spawn(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    """A component in a session of its own (so `stop_process` can stop it with all it started),
+    its output in `log`."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as out:
+        return subprocess.Popen(  # noqa: S603 - our own commands
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+
+
 @dataclass
 class Deployment:
     """Running processes, each in its own process group, with their output in `log_dir`."""
@@ -135,16 +145,7 @@ class Deployment:
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def start(self, name: str, command: list[str]) -> None:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        with (self.log_dir / f"{name}.log").open("w") as log:
-            self.processes[name] = subprocess.Popen(  # noqa: S603 - our own commands
-                command,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        self.processes[name] = spawn(command, self.env, self.log_dir / f"{name}.log")
 
     def dead(self) -> tuple[str, str] | None:
         """The first component that exited, with the tail of its log."""

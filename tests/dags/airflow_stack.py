@@ -47,7 +47,7 @@ import httpx
 import pytest
 
 from tests.conftest import ARTIFACTS, free_port
-from vaxreport.local_airflow import NOTES_USER, airflow_environment, component_commands, stop_process
+from vaxreport.local_airflow import NOTES_USER, airflow_environment, component_commands, spawn, stop_process
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -354,15 +354,7 @@ class AirflowStack:
         stop_process(self.processes.pop(name), timeout=60)
 
     def _spawn(self, name: str, command: list[str], env: dict[str, str]) -> None:
-        with (self.log_dir / f"{name}.log").open("w") as log:
-            self.processes[name] = subprocess.Popen(
-                command,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # a process group of its own, to stop it with its children
-            )
+        self.processes[name] = spawn(command, env, self.log_dir / f"{name}.log")
 
     def wait_ready(self, dag_ids: tuple[str, ...], timeout: float = 180) -> None:
         def api_healthy() -> bool:
