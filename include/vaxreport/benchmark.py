@@ -215,19 +215,145 @@ def _pipeline_child(spec: dict, pipe) -> None:
     )
 
 
-def run_pipeline(spec: dict) -> dict:
+def run_pipeline(spec: dict, target=_pipeline_child) -> dict:
+    """`target(spec, pipe)` in a fresh process (so its peak RSS is its own); what it sends back."""
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_pipeline_child, args=(spec, child))
+    proc = ctx.Process(target=target, args=(spec, child))
     proc.start()
     child.close()
     try:
         result = parent.recv()
     except EOFError:
         proc.join()
-        raise RuntimeError(f"the pipeline process died (exit code {proc.exitcode})") from None
+        raise RuntimeError(f"the benchmark's {target.__name__} process died (exit code {proc.exitcode})") from None
     proc.join()
     return result
+
+
+# -- each bulk stage alone ---------------------------------------------------------------------
+
+SCRATCH_DB = "vaxreport_bench_scratch"
+
+
+def _validate_alone(rt, day: date) -> dict:
+    """The run's records validated again, chunk by chunk as `stream_day` reads them, outcomes not
+    written: scope checks, history lookups, the rules and the outcomes, everything but the write.
+    What a process pays once (importing GX, its context and suite, pandas' first calls) is paid
+    first, untimed, on the first chunk, which is then validated again with the others."""
+    from vaxreport import pipeline
+    from vaxreport.ledger import schema as s
+    from vaxreport.meters import VALIDATION
+    from vaxreport.registry import catalog as cat
+
+    ledger = rt.ledger()
+    catalog = cat.load(ledger)
+    states = tuple(st for st in s.STATES if st != s.SUPERSEDED)
+    t0 = time.perf_counter()
+    first = next(pipeline.person_chunks(ledger, day, states))
+    pipeline.chunk_outcomes(ledger, first, catalog, day, None)  # validated again below, warm
+    setup = time.perf_counter() - t0
+    del first
+    VALIDATION.reset()
+    rows = seconds = 0.0
+    for chunk in pipeline.person_chunks(ledger, day, states):
+        t0 = time.perf_counter()
+        pipeline.chunk_outcomes(ledger, chunk, catalog, day, None)
+        seconds += time.perf_counter() - t0
+        rows += len(chunk)
+    return {
+        "rows": int(rows),
+        "seconds": seconds,
+        "setup_s": setup,
+        "rules_rows": VALIDATION.rows,
+        "rules_seconds": VALIDATION.seconds,
+    }
+
+
+def _build_alone(rt) -> dict:
+    """The run's bundles planned and serialised again from their rows (read first, untimed): the
+    grouping by person, the send order, the entries and the JSON, as the sender makes them."""
+    from vaxreport import pipeline
+    from vaxreport.fhir import bundles as fb
+    from vaxreport.ledger import schema as s
+    from vaxreport.submission import bundle_body
+
+    rv = s.record_versions
+    query = (
+        sa.select(rv)
+        .where(rv.c.bundle_id.is_not(None))
+        .order_by(rv.c.person_key, rv.c.vaccination_date, rv.c.source, rv.c.source_record_id, rv.c.id)
+    )
+    records = seconds = 0.0
+    size = 0
+    for page in pipeline.stream_rows(rt.ledger(), query, pipeline.BUILD_PAGE):
+        for row in page:
+            row["register_id"] = None  # as first sent: creates
+        t0 = time.perf_counter()
+        for bundle in pipeline.person_bundles(iter(page)):
+            size += len(bundle_body(fb.send_order(bundle)))
+        seconds += time.perf_counter() - t0
+        records += len(page)
+    return {"records": int(records), "seconds": seconds, "bytes": size}
+
+
+def _ledger_writes_alone(rt, spec: dict, day: date) -> dict:
+    """The two bulk writes each record costs, into an empty ledger of the same schema: the
+    extraction's insert of its version (`store.write_versions`, as `record_extracted` writes, with
+    its lookup of known versions) and the validation-and-bundling update of its outcome
+    (`store.update_rows`, a chunk per transaction)."""
+    from vaxreport import pipeline
+    from vaxreport.ledger import schema as s
+    from vaxreport.ledger import store
+    from vaxreport.meters import LEDGER_WRITES
+    from vaxreport.settings import sqlalchemy_url
+
+    settings = BenchSettings(sizes=(), **spec["pg"])
+    _recreate_database(settings, SCRATCH_DB)
+    scratch = sa.create_engine(sqlalchemy_url(_pg(settings, SCRATCH_DB)))
+    try:
+        s.ensure_schema(scratch)
+        rv = s.record_versions
+        wanted = ("source", "source_record_id", "registered_at", *store.CONTENT_FIELDS)
+        query = sa.select(*(rv.c[c] for c in wanted)).where(rv.c.window_day == day.isoformat()).order_by(rv.c.id)
+        LEDGER_WRITES.reset()
+        inserted = 0
+        stamp = store.now_text()
+        # the rows are read and made (hashes, person keys) first, so only the writing is measured
+        for page in pipeline.stream_rows(rt.ledger(), query, store.EXTRACT_CHUNK):
+            inserted += store.write_versions(scratch, store.version_rows(page, day.isoformat(), stamp), day.isoformat())
+        insert = (LEDGER_WRITES.rows, LEDGER_WRITES.seconds)
+        with scratch.begin() as conn:  # as `record_extracted` does after a big day
+            conn.exec_driver_sql("ANALYZE record_versions")
+        LEDGER_WRITES.reset()
+        ids = sa.select(rv.c.id).order_by(rv.c.id)
+        for page in pipeline.stream_rows(scratch, ids, pipeline.VALIDATE_CHUNK):
+            outcomes = [
+                {"id": r["id"], "state": s.READY, "npl_id": "bench", "register_id": None, "bundle_id": r["id"] // 100}
+                for r in page
+            ]
+            with LEDGER_WRITES.measure(len(outcomes)), scratch.begin() as conn:
+                store.update_rows(conn, outcomes, [s.EXTRACTED], store.now_text())
+        update = (LEDGER_WRITES.rows, LEDGER_WRITES.seconds)
+    finally:
+        scratch.dispose()
+    return {"inserted": inserted, "insert": insert, "update": update}
+
+
+def _stages_child(spec: dict, pipe) -> None:
+    """Validation, building and the ledger's bulk writes, each alone on the run's own records:
+    what each stage can do when it has the machine, next to what it did while sharing it."""
+    rt = _runtime(spec)
+    day = date.fromisoformat(spec["day"])
+    try:
+        result = {
+            "validate": _validate_alone(rt, day),
+            "build": _build_alone(rt),
+            "ledger": _ledger_writes_alone(rt, spec, day),
+        }
+    finally:
+        rt.close()
+    pipe.send(result)
 
 
 # -- the emulator's ceiling and the naive baseline ---------------------------------------------
@@ -336,6 +462,8 @@ def bench_size(settings: BenchSettings, n: int, day: date) -> dict:
         result["emulator_cpu_s"] = emulator.cpu_seconds()
     finally:
         emulator.stop()
+    pg = {"pg_host": settings.pg_host, "pg_port": settings.pg_port, "pg_user": settings.pg_user}
+    result["alone"] = run_pipeline({**spec, "pg": pg}, _stages_child)
     counts = result["counts"]
     open_states = counts[s.EXTRACTED] + counts[s.READY] + counts[s.SUBMITTED]
     result.update(
@@ -387,6 +515,24 @@ def print_report(results: list[dict], ceiling: dict | None, baseline: dict | Non
             f"register holds {r['register_held']:,}; states "
             + ", ".join(f"{k}={v:,}" for k, v in r["counts"].items() if v)
         )
+    print()
+    print("each stage alone, on the same run's records, nothing else running:")
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        n, alone = r["n"], r["alone"]
+        v, b, led = alone["validate"], alone["build"], alone["ledger"]
+        (ins_rows, ins_s), (upd_rows, upd_s) = led["insert"], led["update"]
+        for stage, count, seconds in (
+            ("validate", v["rows"], v["seconds"]),
+            ("  rules", v["rules_rows"], v["rules_seconds"]),
+            ("build", b["records"], b["seconds"]),
+            ("ledger writes", ins_rows + upd_rows, ins_s + upd_s),
+            ("  insert", ins_rows, ins_s),
+            ("  update", upd_rows, upd_s),
+        ):
+            print(f"{n:>10,} {stage:<14} {seconds:>9.1f} {_rate(count, seconds)}")
+        print(f"{'':>10} validation's setup (imports, GX context, suite): {v['setup_s']:.1f} s, not counted")
     if len(results) >= 2:
         small, large = results[0], results[-1]
         growth = (large["peak_rss_mb"] - small["peak_rss_mb"]) / small["peak_rss_mb"] * 100

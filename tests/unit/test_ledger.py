@@ -92,3 +92,16 @@ def test_an_older_ledger_gets_the_indexes_added_since(tmp_path):
     s.ensure_schema(engine)  # and again: nothing to do, no error
     names = {i["name"] for i in sa.inspect(engine).get_indexes("record_versions")}
     assert "ix_record_versions_bundle" in names
+
+
+def test_an_older_ledger_loses_the_indexes_a_newer_one_replaced(tmp_path):
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'old.sqlite'}")
+    s.ensure_schema(engine)
+    with engine.begin() as conn:  # as a ledger made before the person index took the product
+        conn.exec_driver_sql("DROP INDEX ix_record_versions_person_npl")
+        conn.exec_driver_sql("CREATE INDEX ix_record_versions_person_key ON record_versions (person_key)")
+    s.ensure_schema(engine)
+    s.ensure_schema(engine)
+    names = {i["name"] for i in sa.inspect(engine).get_indexes("record_versions")}
+    assert "ix_record_versions_person_npl" in names
+    assert "ix_record_versions_person_key" not in names

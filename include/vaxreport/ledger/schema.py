@@ -66,7 +66,9 @@ record_versions = sa.Table(
     sa.Column("updated_at", sa.String(32), nullable=False),
     sa.UniqueConstraint("source", "source_record_id", "version_hash", name="uq_record_version"),
     sa.Index("ix_record_versions_window_state", "window_day", "state"),
-    sa.Index("ix_record_versions_person_key", "person_key"),
+    # a person's rows (chunks, bundles) and their doses of some products (the interval rule's
+    # history: by person alone it would fetch every dose of those persons to keep a few)
+    sa.Index("ix_record_versions_person_npl", "person_key", "npl_id"),
     sa.Index("ix_record_versions_bundle", "bundle_id"),  # a bundle's rows: claimed, read, answered
 )
 
@@ -119,9 +121,13 @@ reconciliations = sa.Table(
 )
 
 
+# indexes a newer one serves instead, dropped from ledgers made before it (each costs every write)
+RETIRED_INDEXES = {"record_versions": ("ix_record_versions_person_key",)}
+
+
 def ensure_schema(engine: sa.Engine) -> None:
     """Create what is missing, indexes added since a ledger was made included (create_all alone
-    adds indexes only with their table)."""
+    adds indexes only with their table), and drop the retired ones."""
     metadata.create_all(engine)
     inspector = sa.inspect(engine)
     for table in metadata.sorted_tables:
@@ -136,3 +142,6 @@ def ensure_schema(engine: sa.Engine) -> None:
                 # two workers starting together on an older ledger: the other one made it
                 if index.name not in {i["name"] for i in sa.inspect(engine).get_indexes(table.name)}:
                     raise
+        for name in (n for n in RETIRED_INDEXES.get(table.name, ()) if n in present):
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import operator
 from collections import Counter
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -63,6 +64,23 @@ def _insert_ignore(engine: sa.Engine, table: sa.Table):
     return table.insert().prefix_with("IGNORE")
 
 
+KEYS_PER_QUERY = {"postgresql": 10_000}  # one array parameter; elsewhere an IN list of 500
+
+
+def _key_chunks(conn: sa.Connection, keys: list) -> Iterator[list]:
+    return _chunks(keys, KEYS_PER_QUERY.get(conn.dialect.name, 500))
+
+
+def _among(conn: sa.Connection, column: sa.Column, keys: list) -> sa.ColumnElement:
+    """`column IN keys`. On PostgreSQL one array parameter (`= ANY`): thousands of keys are then
+    one bind and a short statement, where an IN list is a parameter each to render and parse."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == sa.any_(sa.bindparam(None, list(keys), type_=ARRAY(column.type)))
+    return column.in_(keys)
+
+
 def _chunks(items: Iterable, size: int) -> Iterator[list]:
     chunk: list = []
     for item in items:
@@ -94,21 +112,22 @@ def _known_versions(conn: sa.Connection, rows: list[dict]) -> dict[tuple[str, st
     """The versions (hash -> state) the ledger already holds for these rows' records."""
     rv = s.record_versions
     known: dict[tuple[str, str], dict[str, str]] = {}
-    sources = {r["source"] for r in rows}
-    ids = sorted({r["source_record_id"] for r in rows})
-    query = sa.select(rv.c.source, rv.c.source_record_id, rv.c.version_hash, rv.c.state).where(
-        rv.c.source.in_(sorted(sources)), rv.c.source_record_id.in_(ids)
-    )
-    for r in conn.execute(query):
-        known.setdefault((r.source, r.source_record_id), {})[r.version_hash] = r.state
+    keys = {(r["source"], r["source_record_id"]) for r in rows}
+    for source, ids in _by_source(keys, KEYS_PER_QUERY.get(conn.dialect.name, 500)):
+        query = sa.select(rv.c.source_record_id, rv.c.version_hash, rv.c.state).where(
+            rv.c.source == source, _among(conn, rv.c.source_record_id, ids)
+        )
+        for record_id, version, state in conn.execute(query):
+            known.setdefault((source, record_id), {})[version] = state
     return known
 
 
+EXTRACT_CHUNK = 20_000  # versions per transaction while extracting (a commit's fixed cost is paid per chunk)
 ANALYZE_AFTER = 10_000  # new versions; a smaller day changes the ledger's statistics little
 
 
 def record_extracted(
-    engine: sa.Engine, records: Iterable[dict], window_day: str, chunk_size: int = 5000
+    engine: sa.Engine, records: Iterable[dict], window_day: str, chunk_size: int = EXTRACT_CHUNK
 ) -> dict[str, int]:
     """Write extracted records as new versions; versions already in the ledger are left alone.
 
@@ -118,23 +137,8 @@ def record_extracted(
     """
     seen = new = 0
     stamp = now_text()
-    chunks = ([_version_row(rec, window_day, stamp) for rec in chunk] for chunk in _chunks(records, chunk_size))
-    for rows in prefetched(chunks):
-        with WRITES.measure(len(rows)), engine.begin() as conn:
-            known = _known_versions(conn, rows)
-            fresh, reverted, changed = [], [], []
-            for r in rows:
-                versions = known.get((r["source"], r["source_record_id"]), {})
-                key = (r["source"], r["source_record_id"], r["version_hash"])
-                if r["version_hash"] not in versions:
-                    fresh.append(r)
-                elif versions[r["version_hash"]] == s.SUPERSEDED:
-                    reverted.append(key)
-                if any(h != r["version_hash"] for h in versions):
-                    changed.append(key)
-            new += insert_versions(conn, fresh)
-            new += _revive_reverted(conn, reverted, window_day)
-            _supersede_older(conn, changed)
+    for rows in prefetched(version_rows(chunk, window_day, stamp) for chunk in _chunks(records, chunk_size)):
+        new += write_versions(engine, rows, window_day)
         seen += len(rows)
     if engine.dialect.name == "postgresql" and new >= ANALYZE_AFTER:
         # the planner's picture of the ledger lags a big day by minutes (autovacuum's pace), and
@@ -142,6 +146,32 @@ def record_extracted(
         with engine.begin() as conn:
             conn.exec_driver_sql("ANALYZE record_versions")
     return {"extracted": seen, "new_versions": new}
+
+
+def version_rows(records: Iterable[dict], window_day: str, stamp: str) -> list[dict]:
+    """Extracted records as ledger rows: content, version hash and person key, state extracted."""
+    return [_version_row(rec, window_day, stamp) for rec in records]
+
+
+def write_versions(engine: sa.Engine, rows: list[dict], window_day: str) -> int:
+    """One transaction of `record_extracted`: new versions in, reverted ones revived, older ones
+    superseded; returns the versions that became current."""
+    with WRITES.measure(len(rows)), engine.begin() as conn:
+        known = _known_versions(conn, rows)
+        fresh, reverted, changed = [], [], []
+        for r in rows:
+            versions = known.get((r["source"], r["source_record_id"]), {})
+            key = (r["source"], r["source_record_id"], r["version_hash"])
+            if r["version_hash"] not in versions:
+                fresh.append(r)
+            elif versions[r["version_hash"]] == s.SUPERSEDED:
+                reverted.append(key)
+            if any(h != r["version_hash"] for h in versions):
+                changed.append(key)
+        new = insert_versions(conn, fresh)
+        new += _revive_reverted(conn, reverted, window_day)
+        _supersede_older(conn, changed)
+    return new
 
 
 VERSION_COLUMNS = (
@@ -195,23 +225,30 @@ def _copy_text(value: object) -> str:
 
 
 def _copy_line(row: dict, columns: tuple[str, ...]) -> str:
+    return _copy_values(tuple(row.get(c) for c in columns))
+
+
+def _copy_values(values: tuple) -> str:
     """One row in COPY's text format. The common row (no tab, newline, carriage return or
     backslash in any value) is joined at once, NULLs as \\N (one backslash each); any other row
     goes value by value through the escaping. A bool is written True/False, which PostgreSQL reads."""
-    values = [row.get(c) for c in columns]
-    line = "\t".join(["\\N" if v is None else str(v) for v in values])
-    if line.count("\t") != len(columns) - 1 or line.count("\\") != values.count(None) or "\n" in line or "\r" in line:
+    line = "\t".join(["\\N" if v is None else v if v.__class__ is str else str(v) for v in values])
+    if line.count("\t") != len(values) - 1 or line.count("\\") != values.count(None) or "\n" in line or "\r" in line:
         return "\t".join(_copy_text(v) for v in values)
     return line
 
 
 def copy_rows(conn: sa.Connection, table: str, columns: tuple[str, ...], rows: Iterable[dict]) -> None:
     """PostgreSQL COPY (text format) of `rows` into `table`, inside the connection's transaction."""
-    buffer = io.StringIO()
+    pick = operator.itemgetter(*columns) if len(columns) > 1 else (lambda row: (row[columns[0]],))
+    lines = []
     for row in rows:
-        buffer.write(_copy_line(row, columns))
-        buffer.write("\n")
-    buffer.seek(0)
+        try:
+            values = pick(row)
+        except KeyError:  # a row without some columns: NULL there
+            values = tuple(row.get(c) for c in columns)
+        lines.append(_copy_values(values))
+    buffer = io.StringIO("\n".join(lines) + "\n" if lines else "")
     cursor = conn.connection.driver_connection.cursor()
     try:
         cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN", buffer)
@@ -284,13 +321,13 @@ def register_targets(engine: sa.Engine, rows: list[dict]) -> dict[int, str]:
     wanted = {(r["source"], r["source_record_id"]) for r in rows}
     found: dict[tuple[str, str], tuple[int, str]] = {}
     with engine.connect() as conn:
-        for source, chunk in _by_source(wanted):
+        for source, chunk in _by_source(wanted, KEYS_PER_QUERY.get(conn.dialect.name, 500)):
             # by key alone, the state tested here and not in SQL: with `state = 'accepted'` in the
             # query, a planner that thinks few rows accepted (statistics lag a big day) reads every
             # accepted row through the state index instead of the few versions of these records
             result = conn.execute(
                 sa.select(rv.c.id, rv.c.source_record_id, rv.c.register_id, rv.c.state).where(
-                    rv.c.source == source, rv.c.source_record_id.in_(chunk)
+                    rv.c.source == source, _among(conn, rv.c.source_record_id, chunk)
                 )
             )
             for r in result:
@@ -489,18 +526,28 @@ def person_history(engine: sa.Engine, person_keys: list[str], npl_ids: list[str]
     rv = s.record_versions
     live = {s.READY, s.SUBMITTED, s.ACCEPTED, s.FAILED}
     products = set(npl_ids)
-    columns = (rv.c.person_key, rv.c.vaccination_date, rv.c.source, rv.c.source_record_id)
     out: list[dict] = []
     with engine.connect() as conn:
-        for chunk in _chunks(sorted(set(person_keys)), 500):
-            # by person alone, the rest tested here: with the state in the query a planner
-            # misled by lagging statistics reads every row in those states (see `register_targets`)
+        for chunk in _key_chunks(conn, sorted(set(person_keys))):
+            # by person alone, the state tested here: with the state in the query a planner misled
+            # by lagging statistics reads every row in those states (see `register_targets`)
             result = conn.execute(
-                sa.select(*columns, rv.c.record_status, rv.c.npl_id, rv.c.state).where(rv.c.person_key.in_(chunk))
+                sa.select(
+                    rv.c.person_key,
+                    rv.c.vaccination_date,
+                    rv.c.source,
+                    rv.c.source_record_id,
+                    rv.c.npl_id,
+                    rv.c.state,
+                ).where(
+                    _among(conn, rv.c.person_key, chunk),
+                    rv.c.record_status == "completed",
+                    rv.c.npl_id.in_(sorted(products)),
+                )
             )
             out.extend(
-                {c.name: r._mapping[c.name] for c in columns}
-                for r in result
-                if r.record_status == "completed" and r.npl_id in products and r.state in live
+                {"person_key": key, "vaccination_date": on, "source": source, "source_record_id": record_id}
+                for key, on, source, record_id, _, state in result
+                if state in live
             )
     return out

@@ -85,6 +85,9 @@ FORMAT_CHECKS = (
 
 
 Distinct = tuple[np.ndarray, list]  # per-row codes into a list of distinct values
+# earlier doses (person_key, vaccination_date, source, source_record_id), or how to look up those
+# of some persons (by key): only persons with a COVID-19 dose to compare are ever looked up
+History = list[dict] | Callable[[list[Any]], list[dict]]
 
 
 def _factorize(column: pd.Series) -> Distinct:
@@ -200,7 +203,7 @@ def derive_columns(
     frame: pd.DataFrame,
     catalog: Catalog,
     registered_day: date,
-    history: list[dict],
+    history: History,
     interval_days: int = DEFAULT_DOSE_INTERVAL_DAYS,
 ) -> pd.DataFrame:
     """Add the derived columns the suite checks, plus `resolved_npl_id` for the bundle builder.
@@ -306,7 +309,7 @@ def _units_ok(caregiver: str, unit: str) -> bool:
 
 
 def _dose_interval_ok(
-    frame: pd.DataFrame, eligible: np.ndarray, dates: np.ndarray, history: list[dict], interval_days: int
+    frame: pd.DataFrame, eligible: np.ndarray, dates: np.ndarray, history: History, interval_days: int
 ) -> np.ndarray:
     """COVID-19 doses must be `interval_days` apart from the person's other doses on other dates.
 
@@ -324,8 +327,10 @@ def _dose_interval_ok(
     rows = np.flatnonzero(eligible)
     if not len(rows):
         return result
-    kept = _history_dates(frame, history)
     persons, person_values = _persons(frame["person_key"].iloc[rows])
+    if callable(history):  # looked up now, for the persons with a dose to compare only
+        history = history([v for v in person_values if v is not None])
+    kept = _history_dates(frame, history)
     ons = dates[rows]
     span = int(ons.max()) + 1
     pair_of_row, pairs = pd.factorize(persons.astype(np.int64) * span + ons)
@@ -533,12 +538,12 @@ def validate_frame(
     frame: pd.DataFrame,
     catalog: Catalog,
     registered_day: date,
-    history: list[dict],
+    history: History,
     interval_days: int = DEFAULT_DOSE_INTERVAL_DAYS,
 ) -> tuple[dict[int, str], dict]:
     """Derive and validate one chunk: the first failing code per row id, and the summary.
 
-    A caller validating a large day in chunks passes each chunk with the history of its persons;
-    the GX context and suite built for the first chunk serve every later one.
+    A caller validating a large day in chunks passes each chunk with the history of its persons
+    (or a lookup of it); the GX context and suite built for the first chunk serve every later one.
     """
     return run_suite(derive_columns(frame, catalog, registered_day, history, interval_days), catalog)
