@@ -7,7 +7,7 @@ runs the pipeline's steps through the package, ledger on PostgreSQL, in a child 
 own, so the peak RSS printed is the pipeline's and not the generator's. Then, in the same run, it
 measures the emulator's own ceiling (pre-built bundles posted as fast as it takes them) and a
 naive baseline (fhir.resources models, one POST per record, one at a time), and prints both
-ratios. Databases `vaxreport_bench_*` on the server are dropped and created again.
+ratios. Databases `vaxreport_bench_*` (`--db-prefix`) on the server are dropped and created again.
 """
 
 from __future__ import annotations
@@ -32,8 +32,6 @@ from vaxreport.settings import ConnectionInfo
 from vaxreport.window import STOCKHOLM
 
 SOURCE_ID = "vaxreport_source_bench"
-SOURCE_DB = "vaxreport_bench_source"
-LEDGER_DB = "vaxreport_bench_ledger"
 CLIENT = ("vaxreport-dev", "dev-secret")  # the emulator's published development credentials
 
 
@@ -49,6 +47,19 @@ class BenchSettings:
     baseline_records: int = 10_000
     ceiling_records: int = 100_000
     workdir: Path = Path(tempfile.gettempdir()) / "vaxreport-bench"
+    db_prefix: str = "vaxreport_bench"  # databases <prefix>_source, _ledger, _scratch: dropped and made anew
+
+    @property
+    def source_db(self) -> str:
+        return f"{self.db_prefix}_source"
+
+    @property
+    def ledger_db(self) -> str:
+        return f"{self.db_prefix}_ledger"
+
+    @property
+    def scratch_db(self) -> str:
+        return f"{self.db_prefix}_scratch"
 
 
 def _pg(settings: BenchSettings, database: str) -> ConnectionInfo:
@@ -233,8 +244,6 @@ def run_pipeline(spec: dict, target=_pipeline_child) -> dict:
 
 # -- each bulk stage alone ---------------------------------------------------------------------
 
-SCRATCH_DB = "vaxreport_bench_scratch"
-
 
 def _validate_alone(rt, day: date) -> dict:
     """The run's records validated again, chunk by chunk as `stream_day` reads them, outcomes not
@@ -309,8 +318,8 @@ def _ledger_writes_alone(rt, spec: dict, day: date) -> dict:
     from vaxreport.settings import sqlalchemy_url
 
     settings = BenchSettings(sizes=(), **spec["pg"])
-    _recreate_database(settings, SCRATCH_DB)
-    scratch = sa.create_engine(sqlalchemy_url(_pg(settings, SCRATCH_DB)))
+    _recreate_database(settings, settings.scratch_db)
+    scratch = sa.create_engine(sqlalchemy_url(_pg(settings, settings.scratch_db)))
     try:
         s.ensure_schema(scratch)
         rv = s.record_versions
@@ -437,9 +446,9 @@ def _fresh_emulator(settings: BenchSettings, name: str, rate_limit: int, day: da
 def bench_size(settings: BenchSettings, n: int, day: date) -> dict:
     from vaxreport.ledger import schema as s
 
-    _recreate_database(settings, SOURCE_DB)
-    _recreate_database(settings, LEDGER_DB)
-    source_info, ledger_info = _pg(settings, SOURCE_DB), _pg(settings, LEDGER_DB)
+    _recreate_database(settings, settings.source_db)
+    _recreate_database(settings, settings.ledger_db)
+    source_info, ledger_info = _pg(settings, settings.source_db), _pg(settings, settings.ledger_db)
     from vaxreport.settings import sqlalchemy_url
 
     source = sa.create_engine(sqlalchemy_url(source_info))
@@ -463,6 +472,7 @@ def bench_size(settings: BenchSettings, n: int, day: date) -> dict:
     finally:
         emulator.stop()
     pg = {"pg_host": settings.pg_host, "pg_port": settings.pg_port, "pg_user": settings.pg_user}
+    pg["db_prefix"] = settings.db_prefix
     result["alone"] = run_pipeline({**spec, "pg": pg}, _stages_child)
     counts = result["counts"]
     open_states = counts[s.EXTRACTED] + counts[s.READY] + counts[s.SUBMITTED]
@@ -563,12 +573,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pg-host", default="127.0.0.1")
     parser.add_argument("--pg-port", type=int, default=5432)
     parser.add_argument("--pg-user", default="postgres")
+    parser.add_argument("--db-prefix", default=BenchSettings.db_prefix, help="databases <prefix>_source, _ledger, …")
     args = parser.parse_args(argv)
     settings = BenchSettings(
         sizes=tuple(args.records or (100_000, 1_000_000)),
         pg_host=args.pg_host,
         pg_port=args.pg_port,
         pg_user=args.pg_user,
+        db_prefix=args.db_prefix,
         latency_ms=args.latency_ms,
         rate_limit=args.rate_limit,
         concurrency=args.concurrency,
@@ -582,7 +594,7 @@ def main(argv: list[str] | None = None) -> int:
         results.append(bench_size(settings, n, day))
     from vaxreport.settings import sqlalchemy_url
 
-    ledger = sa.create_engine(sqlalchemy_url(_pg(settings, LEDGER_DB)))
+    ledger = sa.create_engine(sqlalchemy_url(_pg(settings, settings.ledger_db)))
     wanted = max(settings.ceiling_records, settings.baseline_records)
     rows = _accepted_rows(ledger, wanted)
     ledger.dispose()

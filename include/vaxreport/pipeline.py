@@ -283,7 +283,8 @@ def person_chunks(ledger: sa.Engine, day: date, states: tuple[str, ...] = (s.EXT
         .order_by(rv.c.person_key, rv.c.id)
     )
     chunk: list[dict] = []
-    for page in stream_rows(ledger, query, VALIDATE_CHUNK):
+    # read in small pages: a page as big as the chunk would be a second chunk's rows in memory
+    for page in stream_rows(ledger, query, BUILD_PAGE):
         for row in page:
             if len(chunk) >= VALIDATE_CHUNK and row["person_key"] != chunk[-1]["person_key"]:
                 yield chunk

@@ -372,19 +372,19 @@ def supersede_replaced_in(conn: sa.Connection, row_ids: list[int]) -> int:
     rv = s.record_versions
     ids = set(row_ids)
     keys: set[tuple[str, str]] = set()
-    for chunk in _chunks(sorted(ids), 500):
-        keys.update(conn.execute(sa.select(rv.c.source, rv.c.source_record_id).where(rv.c.id.in_(chunk))).tuples())
+    for chunk in _key_chunks(conn, sorted(ids)):
+        keys.update(conn.execute(sa.select(rv.c.source, rv.c.source_record_id).where(_among(conn, rv.c.id, chunk))))
     replaced = []
-    for source, chunk in _by_source(keys):
+    for source, chunk in _by_source(keys, KEYS_PER_QUERY.get(conn.dialect.name, 500)):
         versions = conn.execute(
-            sa.select(rv.c.id, rv.c.state).where(rv.c.source == source, rv.c.source_record_id.in_(chunk))
+            sa.select(rv.c.id, rv.c.state).where(rv.c.source == source, _among(conn, rv.c.source_record_id, chunk))
         )
         replaced.extend(v.id for v in versions if v.state == s.ACCEPTED and v.id not in ids)
     changed = 0
-    for chunk in _chunks(sorted(replaced), 500):
+    for chunk in _key_chunks(conn, sorted(replaced)):
         changed += conn.execute(
             sa.update(rv)
-            .where(rv.c.id.in_(chunk), rv.c.state == s.ACCEPTED)
+            .where(_among(conn, rv.c.id, chunk), rv.c.state == s.ACCEPTED)
             .values(state=s.SUPERSEDED, updated_at=now_text())
         ).rowcount
     return changed
