@@ -156,3 +156,30 @@ def test_ready_rows_a_dead_run_left_unbundled_join_their_persons_new_rows(pg_led
     assert summary["pending"] == 0
     assert persons_split_over_bundles(rt) == []
     assert emulator.stats()["immunizations"] == summary["accepted"]
+
+
+def test_a_retired_index_is_dropped_concurrently_and_waits_for_no_reader_too_long(pg_ledger):
+    engine = sa.create_engine(
+        sa.URL.create("postgresql+psycopg2", username="postgres", host="127.0.0.1", database=pg_ledger["schema"])
+    )
+    try:
+        s.ensure_schema(engine)
+        with engine.begin() as conn:  # a ledger made before the person index took the product
+            conn.exec_driver_sql("CREATE INDEX ix_record_versions_person_key ON record_versions (person_key)")
+        # a reader holding the table (a running task's open cursor) keeps the drop from finishing
+        reader = engine.connect()
+        reader.exec_driver_sql("BEGIN")
+        reader.exec_driver_sql("LOCK TABLE record_versions IN ACCESS SHARE MODE")
+        s.ensure_schema(engine)  # gives up after its lock timeout instead of queueing everyone behind it
+        names = {i["name"] for i in sa.inspect(engine).get_indexes("record_versions")}
+        assert "ix_record_versions_person_key" in names
+        reader.rollback()
+        reader.close()
+        s.ensure_schema(engine)
+        names = {i["name"] for i in sa.inspect(engine).get_indexes("record_versions")}
+        assert "ix_record_versions_person_key" not in names
+        assert "ix_record_versions_person_npl" in names
+        with engine.connect() as conn:  # and the pooled connection kept no lock timeout
+            assert conn.exec_driver_sql("SHOW lock_timeout").scalar() == "0"
+    finally:
+        engine.dispose()

@@ -91,3 +91,12 @@ def test_a_row_with_problems_keeps_going_with_the_fields_named():
         "registered_at: registration time is not YYYY-MM-DD HH:MM:SS"
     )
     assert record["record_status"] == "completed"
+
+
+def test_an_npl_id_longer_than_any_catalog_id_is_a_source_problem_not_a_vaccine():
+    kind = load_kind("vaccination_journal")
+    row = {"id": 7, "npl_id": "2" * 41, "vaccine_name": "Comirnaty", "administered_on": "2026-11-20"}
+    record = to_canonical(kind, row, "urn:t")
+    assert record["npl_id"] is None
+    assert record["source_problem"] == "npl_id: longer than 40 characters"
+    assert to_canonical(kind, {**row, "npl_id": "2" * 40}, "urn:t")["npl_id"] == "2" * 40

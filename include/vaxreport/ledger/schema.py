@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 import sqlalchemy as sa
 from sqlalchemy.schema import CreateIndex
+
+log = logging.getLogger(__name__)
 
 metadata = sa.MetaData()
 
@@ -143,5 +147,23 @@ def ensure_schema(engine: sa.Engine) -> None:
                 if index.name not in {i["name"] for i in sa.inspect(engine).get_indexes(table.name)}:
                     raise
         for name in (n for n in RETIRED_INDEXES.get(table.name, ()) if n in present):
-            with engine.begin() as conn:
-                conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
+            _drop_retired(engine, name)
+
+
+def _drop_retired(engine: sa.Engine, name: str) -> None:
+    """Drop an index a newer one replaced. On PostgreSQL concurrently and giving up after 5 s of
+    waiting for a lock: a plain DROP INDEX would wait behind a running task's open cursor and hold
+    every later query of the ledger behind it. A drop that gives up is tried again next time."""
+    if engine.dialect.name != "postgresql":
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
+        return
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("SET lock_timeout = '5s'")
+            try:
+                conn.exec_driver_sql(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+            finally:  # the connection goes back to the pool: no timeout for whoever takes it next
+                conn.exec_driver_sql("RESET lock_timeout")
+    except sa.exc.DBAPIError as exc:
+        log.warning("retired index %s not dropped yet (%s); the next run tries again", name, type(exc).__name__)

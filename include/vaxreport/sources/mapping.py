@@ -255,6 +255,11 @@ PARSERS: dict[str, Callable[[Any, dict], Any]] = {
 }
 
 
+# Longest value a field may have. An NPL-id is 14 digits (the catalog allows 40); a longer journal
+# value is not one, and the ledger indexes the field, where PostgreSQL refuses entries over ~2.7 kB.
+MAX_LENGTH = {"npl_id": 40}
+
+
 def to_canonical(kind: Kind, row: dict, system_uri: str) -> dict:
     """One journal row as a canonical record; a value that cannot be read is named, not raised."""
     record: dict[str, Any] = {"source": system_uri, "source_problem": None}
@@ -264,7 +269,11 @@ def to_canonical(kind: Kind, row: dict, system_uri: str) -> dict:
             record[name] = None
             continue
         try:
-            record[name] = parser(row.get(column), row)
+            value = parser(row.get(column), row)
+            limit = MAX_LENGTH.get(name)
+            if limit is not None and isinstance(value, str) and len(value) > limit:
+                raise FieldError(f"longer than {limit} characters")
+            record[name] = value
         except (FieldError, TypeError, ValueError, OverflowError) as exc:
             record[name] = None
             problems.append(f"{name}: {exc}" if isinstance(exc, FieldError) else f"{name}: unreadable")
