@@ -299,11 +299,7 @@ def _build_alone(rt) -> dict:
     from vaxreport.submission import bundle_body
 
     rv = s.record_versions
-    query = (
-        sa.select(rv)
-        .where(rv.c.bundle_id.is_not(None))
-        .order_by(rv.c.person_key, rv.c.vaccination_date, rv.c.source, rv.c.source_record_id, rv.c.id)
-    )
+    query = sa.select(rv).where(rv.c.bundle_id.is_not(None)).order_by(*(rv.c[c] for c in pipeline.BUNDLE_ORDER))
     reading = 0.0
 
     def rows() -> Iterator[dict]:

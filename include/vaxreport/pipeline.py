@@ -375,6 +375,8 @@ def chunk_outcomes(
 
 BUILD_PAGE = 10_000
 BUNDLES_PER_WRITE = 100
+# the order rows are bundled in: by person, then date, record and version (`_person_order_with_id`)
+BUNDLE_ORDER = ("person_key", "vaccination_date", "source", "source_record_id", "id")
 READY_COLUMNS = ("id", "source", "source_record_id", "person_key", "vaccination_date", "record_status", "bundle_id")
 
 
@@ -431,7 +433,7 @@ def _ready_pages(ledger: sa.Engine, day: date, persons: tuple[str | None, str] |
     query = (
         sa.select(*(rv.c[c] for c in READY_COLUMNS))
         .where(rv.c.window_day <= day.isoformat(), rv.c.state == s.READY, rv.c.bundle_id.is_(None))
-        .order_by(rv.c.person_key, rv.c.vaccination_date, rv.c.source, rv.c.source_record_id, rv.c.id)
+        .order_by(*(rv.c[c] for c in BUNDLE_ORDER))
     )
     if persons is not None:
         after, up_to = persons

@@ -123,7 +123,7 @@ def failed_tasks(context: Any) -> list[str]:
     ti, task = context.get("ti"), context.get("task")
     if getattr(ti, "task_id", None) == RUN_WATCHER:  # its alert is the run's: it names what failed
         with contextlib.suppress(Exception):
-            return [t for t in run_failed_tasks(context["dag"], context.get("run_id")) if t != RUN_WATCHER]
+            return _failed_besides_watcher(context["dag"], context.get("run_id"))
     if ti is not None and getattr(ti, "task_id", None) and task is not None:
         index = getattr(ti, "map_index", -1)
         return [ti.task_id if index is None or index < 0 else f"{ti.task_id}[{index}]"]
@@ -139,10 +139,15 @@ def fail_if_tasks_failed(context: Any) -> None:
     when any task of the run failed, naming them; skipped when none did."""
     from airflow.sdk.exceptions import AirflowSkipException
 
-    failed = [t for t in run_failed_tasks(context["dag"], context["run_id"]) if t != RUN_WATCHER]
+    failed = _failed_besides_watcher(context["dag"], context["run_id"])
     if not failed:
         raise AirflowSkipException("no task of this run failed")
     raise RuntimeError(f"failed in this run: {', '.join(failed)}; read the run note and their logs")
+
+
+def _failed_besides_watcher(dag: Any, run_id: str | None) -> list[str]:
+    """The run's failed tasks, but `fail_run`, which fails because they did."""
+    return [t for t in run_failed_tasks(dag, run_id) if t != RUN_WATCHER]
 
 
 def run_failed_tasks(dag: Any, run_id: str, states: frozenset[str] = frozenset({"failed"})) -> list[str]:

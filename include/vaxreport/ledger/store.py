@@ -67,8 +67,12 @@ def _insert_ignore(engine: sa.Engine, table: sa.Table):
 KEYS_PER_QUERY = {"postgresql": 10_000}  # one array parameter; elsewhere an IN list of 500
 
 
+def _keys_per_query(conn: sa.Connection) -> int:
+    return KEYS_PER_QUERY.get(conn.dialect.name, 500)
+
+
 def _key_chunks(conn: sa.Connection, keys: list) -> Iterator[list]:
-    return _chunks(keys, KEYS_PER_QUERY.get(conn.dialect.name, 500))
+    return _chunks(keys, _keys_per_query(conn))
 
 
 def _among(conn: sa.Connection, column: sa.Column, keys: list) -> sa.ColumnElement:
@@ -113,7 +117,7 @@ def _known_versions(conn: sa.Connection, rows: list[dict]) -> dict[tuple[str, st
     rv = s.record_versions
     known: dict[tuple[str, str], dict[str, str]] = {}
     keys = {(r["source"], r["source_record_id"]) for r in rows}
-    for source, ids in _by_source(keys, KEYS_PER_QUERY.get(conn.dialect.name, 500)):
+    for source, ids in _by_source(keys, _keys_per_query(conn)):
         query = sa.select(rv.c.source_record_id, rv.c.version_hash, rv.c.state).where(
             rv.c.source == source, _among(conn, rv.c.source_record_id, ids)
         )
@@ -321,7 +325,7 @@ def register_targets(engine: sa.Engine, rows: list[dict]) -> dict[int, str]:
     wanted = {(r["source"], r["source_record_id"]) for r in rows}
     found: dict[tuple[str, str], tuple[int, str]] = {}
     with engine.connect() as conn:
-        for source, chunk in _by_source(wanted, KEYS_PER_QUERY.get(conn.dialect.name, 500)):
+        for source, chunk in _by_source(wanted, _keys_per_query(conn)):
             # by key alone, the state tested here and not in SQL: with `state = 'accepted'` in the
             # query, a planner that thinks few rows accepted (statistics lag a big day) reads every
             # accepted row through the state index instead of the few versions of these records
@@ -375,7 +379,7 @@ def supersede_replaced_in(conn: sa.Connection, row_ids: list[int]) -> int:
     for chunk in _key_chunks(conn, sorted(ids)):
         keys.update(conn.execute(sa.select(rv.c.source, rv.c.source_record_id).where(_among(conn, rv.c.id, chunk))))
     replaced = []
-    for source, chunk in _by_source(keys, KEYS_PER_QUERY.get(conn.dialect.name, 500)):
+    for source, chunk in _by_source(keys, _keys_per_query(conn)):
         versions = conn.execute(
             sa.select(rv.c.id, rv.c.state).where(rv.c.source == source, _among(conn, rv.c.source_record_id, chunk))
         )
@@ -537,7 +541,6 @@ def person_history(engine: sa.Engine, person_keys: list[str], npl_ids: list[str]
                     rv.c.vaccination_date,
                     rv.c.source,
                     rv.c.source_record_id,
-                    rv.c.npl_id,
                     rv.c.state,
                 ).where(
                     _among(conn, rv.c.person_key, chunk),
@@ -547,7 +550,7 @@ def person_history(engine: sa.Engine, person_keys: list[str], npl_ids: list[str]
             )
             out.extend(
                 {"person_key": key, "vaccination_date": on, "source": source, "source_record_id": record_id}
-                for key, on, source, record_id, _, state in result
+                for key, on, source, record_id, state in result
                 if state in live
             )
     return out
