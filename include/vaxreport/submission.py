@@ -405,7 +405,10 @@ def _send_bundle(ledger: sa.Engine, client: RegistryClient, bundle_row, context_
     stamp = store.now_text()
     with ledger.begin() as conn:  # not metered: the benchmark's ledger rate is of the bulk stages
         store.update_rows(conn, outcomes, [s.SUBMITTED], stamp)
-        store.supersede_replaced_in(conn, [o["id"] for o in outcomes if o["state"] == s.ACCEPTED])
+        accepted = [r for r, o in zip(rows, outcomes, strict=True) if o["state"] == s.ACCEPTED]
+        store.supersede_replaced_in(
+            conn, [r["id"] for r in accepted], [(r["source"], r["source_record_id"]) for r in accepted]
+        )
         conn.execute(
             sa.update(s.bundles).where(s.bundles.c.id == bundle_row["id"]).values(state="answered", answered_at=stamp)
         )

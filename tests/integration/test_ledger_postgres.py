@@ -2,6 +2,7 @@
 give the same states as SQLite's, and text survives COPY's escaping byte for byte."""
 
 import json
+import os
 
 import pytest
 import sqlalchemy as sa
@@ -94,11 +95,18 @@ def test_small_chunks_and_pages_give_the_same_states(pg_ledger, emulator, monkey
     """Validation in person-aligned chunks and bundling from a streamed cursor, many of each."""
     from vaxreport import pipeline
 
+    monkeypatch.setattr(pipeline, "FIRST_VALIDATE_CHUNK", 41)
     monkeypatch.setattr(pipeline, "VALIDATE_CHUNK", 97)
     monkeypatch.setattr(pipeline, "BUILD_PAGE", 61)
     monkeypatch.setattr(pipeline, "BUNDLES_PER_WRITE", 3)
     rt = Runtime()
     truth = seed(rt, 800, seed_=5)
+    pipeline.extract_day(rt, DAY)
+    chunks = [[r["person_key"] for r in rows] for rows in pipeline.person_chunks(rt.ledger(), DAY)]
+    assert 41 <= len(chunks[0]) < 97  # the first chunk is small: sending starts sooner
+    assert all(len(c) >= 97 for c in chunks[1:-1])
+    assert sum(map(len, chunks)) == 800
+    assert [k for a, b in zip(chunks, chunks[1:]) for k in set(a) & set(b)] == []  # no person split
     summary = run_day(rt, DAY)
     states = ledger_states(rt)
     assert {rid: (states[rid], truth[rid]) for rid in truth if states[rid] != truth[rid]} == {}
@@ -132,6 +140,7 @@ def test_ready_rows_a_dead_run_left_unbundled_join_their_persons_new_rows(pg_led
     earlier run validated but never bundled are bundled with the same person's new rows."""
     from vaxreport import pipeline
 
+    monkeypatch.setattr(pipeline, "FIRST_VALIDATE_CHUNK", 41)
     monkeypatch.setattr(pipeline, "VALIDATE_CHUNK", 97)
     rt = Runtime()
     truth = seed(rt, 800, seed_=7)
@@ -183,3 +192,21 @@ def test_a_retired_index_is_dropped_concurrently_and_waits_for_no_reader_too_lon
             assert conn.exec_driver_sql("SHOW lock_timeout").scalar() == "0"
     finally:
         engine.dispose()
+
+
+def test_a_run_with_eight_bundles_in_flight_keeps_its_ledger_connections(pg_ledger, emulator, monkeypatch):
+    """Each sending thread checks a connection out per bundle; the pool keeps every one it opened,
+    so no server session is closed mid-run to be opened again for the next bundle."""
+    register = json.loads(os.environ["AIRFLOW_CONN_NVR_API"])
+    monkeypatch.setenv("AIRFLOW_CONN_NVR_API", json.dumps({**register, "extra": {"concurrency": 8}}))
+    rt = Runtime()
+    truth = seed(rt, 3000, seed_=11)
+    events = {"connect": 0, "close": 0}
+    for name in events:
+        sa.event.listen(rt.ledger(), name, lambda *_, name=name: events.__setitem__(name, events[name] + 1))
+    summary = run_day(rt, DAY)
+    states = ledger_states(rt)
+    assert {rid: (states[rid], truth[rid]) for rid in truth if states[rid] != truth[rid]} == {}
+    assert summary["sent"] > 1500  # dozens of bundles, eight at a time
+    assert events["connect"] > 1  # threads sent side by side
+    assert events["close"] == 0

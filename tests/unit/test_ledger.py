@@ -54,6 +54,26 @@ def test_a_new_version_supersedes_an_unsent_one_but_not_a_sent_one(ledger):
     assert (counts["accepted"], counts["extracted"]) == (1, 1)
 
 
+@pytest.mark.parametrize("keys_given", [True, False], ids=["keys-given", "keys-looked-up"])
+def test_an_accepted_version_supersedes_the_records_other_accepted_version_only(ledger, keys_given):
+    """The sender hands in the (source, record id) it already holds; looked up or given, the same
+    versions become history, and another record's accepted version is left alone."""
+    other = {**RECORD, "source_record_id": "R2"}
+    store.record_extracted(ledger, [RECORD, other], "2026-11-21")
+    first = store.rows_in_state(ledger, "2026-11-21", ["extracted"])
+    store.set_outcomes(ledger, [{"id": r["id"], "state": "accepted"} for r in first], from_states=["extracted"])
+    store.record_extracted(ledger, [{**RECORD, "batch": "A71CB402"}], "2026-11-21")
+    (newer,) = store.rows_in_state(ledger, "2026-11-21", ["extracted"])
+    store.set_outcomes(ledger, [{"id": newer["id"], "state": "accepted"}], from_states=["extracted"])
+    keys = [(newer["source"], newer["source_record_id"])] if keys_given else []
+    with ledger.begin() as conn:
+        assert store.supersede_replaced_in(conn, [newer["id"]], keys) == 1
+    states = {
+        (r["source_record_id"], r["batch"]): r["state"] for r in store.rows_in_state(ledger, "2026-11-21", s.STATES)
+    }
+    assert states == {("R1", "A71CB401"): "superseded", ("R2", "A71CB401"): "accepted", ("R1", "A71CB402"): "accepted"}
+
+
 def test_outcomes_only_move_rows_from_the_named_states(ledger):
     store.record_extracted(ledger, [RECORD], "2026-11-21")
     (row,) = store.rows_in_state(ledger, "2026-11-21", ["extracted"])

@@ -365,8 +365,9 @@ def supersede_replaced(engine: sa.Engine, row_ids: Iterable[int]) -> int:
         return supersede_replaced_in(conn, list(row_ids))
 
 
-def supersede_replaced_in(conn: sa.Connection, row_ids: list[int]) -> int:
-    """`supersede_replaced` inside the caller's transaction.
+def supersede_replaced_in(conn: sa.Connection, row_ids: list[int], keys: Iterable[tuple[str, str]] = ()) -> int:
+    """`supersede_replaced` inside the caller's transaction; `keys`, the rows' (source, record id)
+    when the caller has them at hand (the sender does), saves looking them up.
 
     Looked up by key through the unique index, states compared here: a query with
     `state = 'accepted'` in it may be planned as a read of every accepted row (see
@@ -375,9 +376,10 @@ def supersede_replaced_in(conn: sa.Connection, row_ids: list[int]) -> int:
     """
     rv = s.record_versions
     ids = set(row_ids)
-    keys: set[tuple[str, str]] = set()
-    for chunk in _key_chunks(conn, sorted(ids)):
-        keys.update(conn.execute(sa.select(rv.c.source, rv.c.source_record_id).where(_among(conn, rv.c.id, chunk))))
+    keys = set(keys)
+    if not keys:
+        for chunk in _key_chunks(conn, sorted(ids)):
+            keys.update(conn.execute(sa.select(rv.c.source, rv.c.source_record_id).where(_among(conn, rv.c.id, chunk))))
     replaced = []
     for source, chunk in _by_source(keys, _keys_per_query(conn)):
         versions = conn.execute(
