@@ -254,9 +254,6 @@ def validate_day(rt: Runtime, day: date, dose_interval_days: int | None = None) 
 
 
 VALIDATE_CHUNK = 100_000  # rows; GX's cost per call (~0.1 s) is paid per chunk, memory grows with it
-#: The first chunk is small: `stream_day` sends nothing until a chunk is validated and bundled,
-#: and a whole chunk of 100,000 kept the register waiting about ten seconds for the first bundle.
-FIRST_VALIDATE_CHUNK = 10_000
 # what the rules read: the record's content but the names, and no hashes, stamps or reasons
 VALIDATE_COLUMNS = (
     "id",
@@ -285,8 +282,8 @@ def stream_rows(ledger: sa.Engine, query: sa.Select, page: int) -> Iterator[list
 
 def person_chunks(ledger: sa.Engine, day: date, states: tuple[str, ...] = (s.EXTRACTED,)) -> Iterator[list[dict]]:
     """The window's rows in `states` (to validate: the extracted ones) in chunks of about
-    VALIDATE_CHUNK (the first of about FIRST_VALIDATE_CHUNK), a person's rows never split: the
-    dose-interval rule compares a person's doses, so a chunk holds all of them."""
+    VALIDATE_CHUNK, a person's rows never split: the dose-interval rule compares a person's doses,
+    so a chunk holds all of them."""
     rv = s.record_versions
     query = (
         sa.select(*(rv.c[c] for c in VALIDATE_COLUMNS))
@@ -294,13 +291,12 @@ def person_chunks(ledger: sa.Engine, day: date, states: tuple[str, ...] = (s.EXT
         .order_by(rv.c.person_key, rv.c.id)
     )
     chunk: list[dict] = []
-    size = FIRST_VALIDATE_CHUNK
     # read in small pages: a page as big as the chunk would be a second chunk's rows in memory
     for page in stream_rows(ledger, query, BUILD_PAGE):
         for row in page:
-            if len(chunk) >= size and row["person_key"] != chunk[-1]["person_key"]:
+            if len(chunk) >= VALIDATE_CHUNK and row["person_key"] != chunk[-1]["person_key"]:
                 yield chunk
-                chunk, size = [], VALIDATE_CHUNK
+                chunk = []
             chunk.append(row)
     if chunk:
         yield chunk
