@@ -114,9 +114,9 @@ class RegistryClient:
         self._http = httpx.Client(timeout=settings.timeout_s, transport=transport, verify=True)
         self._deadline = time.monotonic() + settings.time_budget_s
         self._consecutive_failures = 0
+        self._failures_lock = threading.Lock()  # the sending threads count into one breaker
         self._token_lock = threading.Lock()
         self._pacer = Pacer(settings.max_requests_per_s)  # real time, also where tests fake the backoff sleep
-        self.calls = 0
 
     def close(self) -> None:
         self._http.close()
@@ -212,23 +212,27 @@ class RegistryClient:
         for attempt in range(1, attempts + 1):
             if self._consecutive_failures >= self.settings.breaker_threshold:
                 raise RegistryUnavailable(f"{what}: circuit open after {self._consecutive_failures} failures in a row")
-            self.calls += 1
             try:
                 resp = send()
             except (httpx.TimeoutException, httpx.TransportError) as exc:
-                self._consecutive_failures += 1
+                self._count_failure()
                 self._wait_or_give_up(what, attempt, attempts, type(exc).__name__, None, exc)
                 continue
             if resp.status_code in RETRY_STATUS:
                 if resp.status_code != 429:  # a busy register is up; only errors count toward the breaker
-                    self._consecutive_failures += 1
+                    self._count_failure()
                 self._wait_or_give_up(
                     what, attempt, attempts, f"HTTP {resp.status_code}", resp.headers.get("Retry-After"), None
                 )
                 continue
-            self._consecutive_failures = 0
+            with self._failures_lock:
+                self._consecutive_failures = 0
             return resp
         raise AssertionError("unreachable")
+
+    def _count_failure(self) -> None:
+        with self._failures_lock:  # `+=` on an attribute is a read and a write: two threads can lose one
+            self._consecutive_failures += 1
 
     def _wait_or_give_up(
         self, what: str, attempt: int, attempts: int, problem: str, retry_after: str | None, exc: Exception | None
