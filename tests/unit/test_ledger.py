@@ -65,7 +65,7 @@ def test_an_accepted_version_supersedes_the_records_other_accepted_version_only(
     store.record_extracted(ledger, [{**RECORD, "batch": "A71CB402"}], "2026-11-21")
     (newer,) = store.rows_in_state(ledger, "2026-11-21", ["extracted"])
     store.set_outcomes(ledger, [{"id": newer["id"], "state": "accepted"}], from_states=["extracted"])
-    keys = [(newer["source"], newer["source_record_id"])] if keys_given else []
+    keys = [(newer["source"], newer["source_record_id"])] if keys_given else None
     with ledger.begin() as conn:
         assert store.supersede_replaced_in(conn, [newer["id"]], keys) == 1
     states = {

@@ -365,7 +365,9 @@ def supersede_replaced(engine: sa.Engine, row_ids: Iterable[int]) -> int:
         return supersede_replaced_in(conn, list(row_ids))
 
 
-def supersede_replaced_in(conn: sa.Connection, row_ids: list[int], keys: Iterable[tuple[str, str]] = ()) -> int:
+def supersede_replaced_in(
+    conn: sa.Connection, row_ids: list[int], keys: Iterable[tuple[str, str]] | None = None
+) -> int:
     """`supersede_replaced` inside the caller's transaction; `keys`, the rows' (source, record id)
     when the caller has them at hand (the sender does), saves looking them up.
 
@@ -376,8 +378,8 @@ def supersede_replaced_in(conn: sa.Connection, row_ids: list[int], keys: Iterabl
     """
     rv = s.record_versions
     ids = set(row_ids)
-    keys = set(keys)
-    if not keys:
+    if keys is None:
+        keys = set()
         for chunk in _key_chunks(conn, sorted(ids)):
             keys.update(conn.execute(sa.select(rv.c.source, rv.c.source_record_id).where(_among(conn, rv.c.id, chunk))))
     replaced = []
